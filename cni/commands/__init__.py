@@ -1,0 +1,1 @@
+"""One module per CNI command; `cni.__main__` imports only the one it runs."""

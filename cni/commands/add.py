@@ -1,0 +1,61 @@
+"""ADD: reserve an IP, build bridge + veth + addresses + routes (+ masquerade), answer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..core.attachment import Record
+from ..core.ipam import allocate, release
+from ..core.netconf import Attachment, NetConf
+from ..core.plan import Built, add_result, plan_add
+from ..core.skel import Invocation
+from ..io import link, masq, netns
+from ..io.store import DiskStore
+from .subnet import load
+
+
+def run(inv: Invocation, conf: NetConf) -> dict:
+    env = load(conf.subnet_file)
+    owner = Attachment(inv.container_id, inv.ifname)
+    plan = plan_add(conf, env, owner)
+    pod_fd = netns.open_netns(inv.netns)
+    store = DiskStore(conf.data_dir, conf.name)
+    undo: list[Callable[[], object]] = []
+    try:
+        with store.locked():
+            ip = allocate(store, env.subnet, env.gateway, owner)
+            undo.append(lambda: _release(store, owner))
+            store.write_record(Record(owner, inv.netns, plan.pod_address(ip), plan.host_veth,
+                                      plan.bridge, plan.masq_chain))
+        host = link.IPRoute()
+        pod = link.pod_socket(pod_fd, inv.netns)
+        bridge = link.ensure_bridge(host, plan.bridge, plan.mtu, plan.gateway)
+        link.enable_forwarding()
+        host_end, pod_end = link.add_veth(host, pod, pod_fd, host_name=plan.host_veth,
+                                          pod_name=inv.ifname, mtu=plan.mtu)
+        undo.append(lambda: link.delete(host, plan.host_veth))
+        link.attach_host_end(host, host_end, bridge, hairpin=plan.hairpin,
+                             alias=plan.host_alias)
+        link.configure_pod(pod, pod_end, plan.pod_address(ip), plan.routes)
+        if plan.masq_chain:
+            undo.append(lambda: masq.teardown(plan.masq_chain))
+            masq.setup(plan.masq_chain, ip, plan.masq_exempt,
+                       f"pyflannel: {conf.name} {inv.container_id}")
+        built = Built(bridge.mac, host_end.mac, pod_end.mac)
+        return add_result(plan, ip, built, inv.netns, conf.dns).to_json(conf.cni_version)
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - rollback goes on; the first error is reported
+                pass
+        raise
+    finally:
+        os.close(pod_fd)
+
+
+def _release(store: DiskStore, owner: Attachment) -> None:
+    with store.locked():
+        release(store, owner)
+        store.remove_record(owner)

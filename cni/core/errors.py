@@ -1,0 +1,43 @@
+"""CNI error codes and the one exception the plugin raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Codes from the CNI spec's error table (plus libcni's 8 and 999).
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENVIRONMENT = 4
+IO_FAILURE = 5
+DECODING_FAILURE = 6
+INVALID_NETWORK_CONFIG = 7
+INVALID_NETNS = 8
+TRY_AGAIN_LATER = 11
+PLUGIN_NOT_AVAILABLE = 50
+LIMITED_CONNECTIVITY = 51
+INTERNAL = 999
+
+# Plugin-specific codes (100+ are free for plugins).
+IP_EXHAUSTED = 100
+ALREADY_EXISTS = 101
+CHECK_FAILED = 102
+KERNEL_FAILURE = 103
+
+
+@dataclass
+class CNIError(Exception):
+    """A failure the plugin reports as the spec's error object."""
+
+    code: int
+    msg: str
+    details: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.msg}: {self.details}" if self.details else self.msg
+
+    def to_dict(self, cni_version: str) -> dict:
+        out: dict = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
+        if self.details:
+            out["details"] = self.details
+        return out

@@ -1,0 +1,106 @@
+"""What ADD will build for one attachment, decided from the config and the subnet file.
+
+Names are derived from (network, container ID, ifname), so DEL, CHECK and GC find
+what ADD made without any other memory: the host veth is `veth` + 8 hex digits and
+the masquerade chain `PYFL-` + 23 hex digits of a SHA-256 over that triple.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from .netconf import Attachment, NetConf
+from .result import Interface, IPConfig, Result, Route
+from .subnet_env import SubnetEnv
+
+ALIAS_PREFIX = "pyflannel"
+DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+
+
+def _digest(network: str, owner: Attachment) -> str:
+    key = f"{network}\0{owner.container_id}\0{owner.ifname}".encode()
+    return hashlib.sha256(key).hexdigest()
+
+
+def host_veth_name(network: str, owner: Attachment) -> str:
+    return "veth" + _digest(network, owner)[:8]
+
+
+def masq_chain_name(network: str, owner: Attachment) -> str:
+    return "PYFL-" + _digest(network, owner)[:23]
+
+
+def host_veth_alias(network: str, owner: Attachment) -> str:
+    """The alias ADD puts on the host veth, so GC can tell whose it is."""
+    return f"{ALIAS_PREFIX}:{network}:{owner.container_id}:{owner.ifname}"
+
+
+def parse_alias(alias: str, network: str) -> Attachment | None:
+    prefix = f"{ALIAS_PREFIX}:{network}:"
+    if not alias.startswith(prefix):
+        return None
+    container_id, sep, ifname = alias[len(prefix):].rpartition(":")
+    return Attachment(container_id, ifname) if sep else None
+
+
+@dataclass(frozen=True)
+class AddPlan:
+    owner: Attachment
+    bridge: str
+    gateway: IPv4Interface          # the bridge's address, e.g. 10.244.1.1/24
+    mtu: int
+    host_veth: str
+    host_alias: str
+    hairpin: bool
+    routes: tuple[Route, ...]
+    masq_chain: str | None          # None: no masquerading
+    masq_exempt: tuple[IPv4Network, ...]
+
+    def pod_address(self, ip: IPv4Address) -> IPv4Interface:
+        return IPv4Interface(f"{ip}/{self.gateway.network.prefixlen}")
+
+
+def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment) -> AddPlan:
+    gateway = IPv4Interface(f"{env.gateway}/{env.subnet.prefixlen}")
+    if conf.is_default_gateway:
+        routes = (Route(DEFAULT_ROUTE, env.gateway),)
+    else:
+        routes = tuple(Route(n, env.gateway) for n in env.networks)
+    masq = conf.ip_masq if conf.ip_masq is not None else not env.ipmasq
+    return AddPlan(
+        owner=owner,
+        bridge=conf.bridge,
+        gateway=gateway,
+        mtu=conf.mtu or env.mtu,
+        host_veth=host_veth_name(conf.name, owner),
+        host_alias=host_veth_alias(conf.name, owner),
+        hairpin=conf.hairpin_mode,
+        routes=routes,
+        masq_chain=masq_chain_name(conf.name, owner) if masq else None,
+        masq_exempt=env.networks,
+    )
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the netlink shell reports back after building the attachment."""
+
+    bridge_mac: str
+    host_mac: str
+    pod_mac: str
+
+
+def add_result(plan: AddPlan, ip: IPv4Address, built: Built, netns: str,
+               dns: dict) -> Result:
+    return Result(
+        interfaces=(
+            Interface(plan.bridge, built.bridge_mac),
+            Interface(plan.host_veth, built.host_mac),
+            Interface(plan.owner.ifname, built.pod_mac, sandbox=netns, mtu=plan.mtu),
+        ),
+        ips=(IPConfig(plan.pod_address(ip), plan.gateway.ip, interface=2),),
+        routes=plan.routes,
+        dns=dns,
+    )

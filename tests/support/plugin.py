@@ -1,0 +1,80 @@
+"""Run the pyflannel CNI executable exactly as a runtime does: env + stdin, in a node netns."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .netns import run
+
+SPEC_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+
+def plugin_binary() -> str:
+    """The executable under test: $PYFLANNEL_CNI_BIN, else the one installed beside python."""
+    explicit = os.environ.get("PYFLANNEL_CNI_BIN")
+    if explicit:
+        return explicit
+    beside = os.path.join(os.path.dirname(sys.executable), "pyflannel")
+    return beside if os.path.exists(beside) else shutil.which("pyflannel") or "pyflannel"
+
+
+REFERENCE_CNI_DIR = "/usr/lib/cni"
+
+
+def cni_path() -> str:
+    """CNI_PATH holding pyflannel and the reference plugins."""
+    return f"{os.path.dirname(plugin_binary())}:{REFERENCE_CNI_DIR}"
+
+
+def subnet_env_text(network: str = "10.244.0.0/16", subnet: str = "10.244.1.1/24",
+                    mtu: int = 1472, ipmasq: bool = False) -> str:
+    return (f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={subnet}\n"
+            f"FLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={'true' if ipmasq else 'false'}\n")
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def invoke(command: str, conf: dict | str | bytes, *, node: str | None, container_id: str = "",
+           netns: str = "", ifname: str = "eth0", extra_env: dict | None = None,
+           timeout: float = 60) -> Outcome:
+    """One plugin run in netns `node` (None: the current one, for pure error paths only)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
+                "CNI_IFNAME": ifname, "CNI_PATH": cni_path()})
+    env.update(extra_env or {})
+    data = conf if isinstance(conf, (str, bytes)) else json.dumps(conf)
+    if isinstance(data, str):
+        data = data.encode()
+    cmd = [plugin_binary()]
+    if node:
+        cmd = ["ip", "netns", "exec", node, *cmd]
+    proc = subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=timeout)
+    return Outcome(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def links(netns: str) -> list[dict]:
+    return json.loads(run("ip", "-j", "-d", "link", "show", netns=netns).stdout)
+
+
+def addresses(netns: str, dev: str) -> list[str]:
+    out = json.loads(run("ip", "-j", "-4", "addr", "show", "dev", dev, netns=netns).stdout)
+    return [f"{a['local']}/{a['prefixlen']}" for entry in out for a in entry["addr_info"]]
+
+
+def ping(netns: str, target: str, count: int = 2) -> bool:
+    res = run("ping", "-c", str(count), "-i", "0.2", "-W", "2", target, netns=netns, check=False)
+    return res.returncode == 0
