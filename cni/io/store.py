@@ -107,7 +107,7 @@ def _read(path: Path) -> str:
 
 def _owner(path: Path) -> Attachment | None:
     lines = _read(path).strip().splitlines()
-    if not lines[0]:
+    if not lines:
         return None
     return Attachment(lines[0].strip(), lines[1].strip() if len(lines) > 1 else "")
 

@@ -25,7 +25,7 @@ def build_cnitool(timeout: float = 300) -> Path:
     env.update({"GO111MODULE": "off", "GOPATH": DEBIAN_GOPATH, "GOFLAGS": "",
                 "GOPROXY": "off", "CGO_ENABLED": "0",
                 "GOCACHE": str(BINARY.parent / ".gocache")})
-    partial = BINARY.with_suffix(".partial")
+    partial = BINARY.with_name(f"cnitool.{os.getpid()}.partial")  # concurrent sessions
     proc = subprocess.run(["go", "build", "-o", str(partial), "main.go"], cwd=SOURCE_DIR,
                           env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
