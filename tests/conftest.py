@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.netns import Namespaces, unique
-from tests.support.plugin import subnet_env_text
+from lab.netns import Namespaces, unique
+from lab.plugin import subnet_env_text
 
 
 def pytest_collection_modifyitems(config, items):

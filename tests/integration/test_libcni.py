@@ -21,8 +21,8 @@ import pytest
 
 from tests.conftest import Node
 from tests.support.cnitool import run_cnitool
-from tests.support.netns import NETNS_DIR, Namespaces, run, unique
-from tests.support.plugin import Outcome, addresses, links
+from lab.netns import NETNS_DIR, Namespaces, run, unique
+from lab.plugin import Outcome, addresses, links
 
 SUBNET = ip_network("10.244.1.0/24")
 HOST_PORT, POD_PORT = 18080, 8080

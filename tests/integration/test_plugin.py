@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.netns import run
-from tests.support.plugin import SPEC_VERSIONS, addresses, invoke, links, ping
+from lab.netns import run
+from lab.plugin import SPEC_VERSIONS, addresses, invoke, links, ping
 
 pytestmark = pytest.mark.integration
 

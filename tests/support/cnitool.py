@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from .netns import NETNS_DIR
-from .plugin import Outcome, cni_path
+from lab.netns import NETNS_DIR
+from lab.plugin import Outcome, cni_path
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "cnitool"
 BINARY = SOURCE_DIR / "bin" / "cnitool"

@@ -1,0 +1,44 @@
+# pyflannel: `make demo` and `make test` install what they need (as root on Debian 12),
+# idempotently, then run. `make bench` runs the benchmarks.
+
+VENV        ?= .venv
+PYTHON      ?= python3
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+APT_PACKAGES := iproute2 iptables containernetworking-plugins golang-go \
+                golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping \
+                python3-venv python3-pip ca-certificates
+
+.PHONY: demo test bench deps install lint clean
+
+demo: install
+	$(PY) -m lab.demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m bench.cni_add_del
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+install: deps $(STAMP)
+
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root: pyflannel creates network namespaces" >&2; exit 1; fi
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build/dist build/work tests/cnitool/bin
