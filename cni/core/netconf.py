@@ -104,7 +104,7 @@ def parse(data: bytes | str) -> NetConf:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise _invalid("missing network name")
-    if not ID_PATTERN.match(name):
+    if not ID_PATTERN.fullmatch(name):
         raise _invalid("invalid network name",
                        f"{name!r} has characters a network name cannot have")
     if "ipam" in raw:

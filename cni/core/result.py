@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_interface
 from typing import Any
 
 from . import version
@@ -89,6 +89,12 @@ def _bad(what: str) -> CNIError:
     return CNIError(DECODING_FAILURE, "cannot decode prevResult", what)
 
 
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
+
+
 def from_json(raw: dict) -> Result:
     """Read a result (prevResult) of any supported version; IPv6 entries are kept out."""
     try:
@@ -99,11 +105,14 @@ def from_json(raw: dict) -> Result:
         )
         ips = []
         for entry in raw.get("ips") or raw.get("ip") or ():
-            address = ip_interface(entry["address"])
+            address = ip_interface(_text(entry["address"]))
             if address.version != 4:
                 continue
             gw = entry.get("gateway")
-            ips.append(IPConfig(address, ip_address(gw) if gw else None, entry.get("interface")))
+            index = entry.get("interface")
+            if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+                raise ValueError(f"interface index {index!r} is not a number")
+            ips.append(IPConfig(address, IPv4Address(_text(gw)) if gw else None, index))
         routes = []
         for entry in raw.get("routes") or ():
             dst = IPv4Network(entry["dst"]) if ":" not in entry["dst"] else None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .errors import INVALID_ENVIRONMENT, CNIError
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
-ID_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 
 # Required variables per command. CNI_PATH is required by skel but the plugin never
 # executes a delegate, so it is accepted as optional here.
@@ -37,8 +37,8 @@ def validate_ifname(name: str) -> None:
     problem = ""
     if not name:
         problem = "is empty"
-    elif len(name) > 15:
-        problem = "is longer than 15 characters"
+    elif len(name.encode()) > 15:
+        problem = "is longer than 15 bytes"
     elif name in (".", ".."):
         problem = "is '.' or '..'"
     elif any(c in name for c in "/:") or any(c.isspace() for c in name):
@@ -48,7 +48,7 @@ def validate_ifname(name: str) -> None:
 
 
 def validate_container_id(cid: str) -> None:
-    if not ID_PATTERN.match(cid):
+    if not ID_PATTERN.fullmatch(cid):
         raise CNIError(
             INVALID_ENVIRONMENT,
             "invalid CNI_CONTAINERID",

@@ -52,7 +52,7 @@ def parse(text: str, path: str = "subnet file") -> SubnetEnv:
         iface = IPv4Interface(values["FLANNEL_SUBNET"])
     except (ValueError, ipaddress.AddressValueError) as e:
         raise _bad(path, str(e)) from None
-    if not values["FLANNEL_MTU"].isdigit() or not 68 <= int(values["FLANNEL_MTU"]) <= 65535:
+    if not values["FLANNEL_MTU"].isdecimal() or not 68 <= int(values["FLANNEL_MTU"]) <= 65535:
         raise _bad(path, f"FLANNEL_MTU={values['FLANNEL_MTU']!r} is not an MTU (68..65535)")
     if values["FLANNEL_IPMASQ"] not in ("true", "false"):
         raise _bad(path, f"FLANNEL_IPMASQ={values['FLANNEL_IPMASQ']!r} is not true or false")

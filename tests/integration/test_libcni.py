@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Node
-from tests.support.cnitool import run_cnitool
 from lab.netns import NETNS_DIR, Namespaces, run, unique
 from lab.plugin import Outcome, addresses, links
+from tests.conftest import Node
+from tests.support.cnitool import run_cnitool
 
 SUBNET = ip_network("10.244.1.0/24")
 HOST_PORT, POD_PORT = 18080, 8080
