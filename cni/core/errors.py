@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 # Codes from the CNI spec's error table (plus libcni's 8 and 999).
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -25,13 +23,17 @@ CHECK_FAILED = 102
 KERNEL_FAILURE = 103
 
 
-@dataclass
 class CNIError(Exception):
-    """A failure the plugin reports as the spec's error object."""
+    """A failure the plugin reports as the spec's error object.
 
-    code: int
-    msg: str
-    details: str = ""
+    A plain class, not a dataclass: VERSION and the error paths import nothing more."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(code, msg, details)
+        self.code, self.msg, self.details = code, msg, details
+
+    def __repr__(self) -> str:
+        return f"CNIError({self.code!r}, {self.msg!r}, {self.details!r})"
 
     def __str__(self) -> str:
         return f"{self.msg}: {self.details}" if self.details else self.msg

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
-from pyroute2 import IPRoute
+from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..core.errors import ALREADY_EXISTS, KERNEL_FAILURE, CNIError

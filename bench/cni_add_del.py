@@ -1,0 +1,416 @@
+"""Cold ADD/DEL/VERSION timings: pyflannel against the reference bridge + host-local pair.
+
+Run as root:  python -m bench.cni_add_del [--rounds N] [--json]
+
+Every invocation is a fresh plugin process started the way a container runtime
+starts it: CNI_* variables in the environment, the network configuration on stdin
+(for DEL with the ADD result as `prevResult`, as libcni sends it), run in the
+"node" network namespace. The driver enters that namespace itself (setns), so the
+timer around each `subprocess.run` covers the plugin process only - no
+`ip netns exec` in the measurement.
+
+Everything lives in namespaces this run creates (unique names) and in a temp
+directory; all of it is removed at the end, also on failure or Ctrl-C. Nothing is
+added to the namespace the driver was started in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+NETNS_DIR = Path("/run/netns")
+# Where the reference plugins usually are: upstream's release tarballs, then Debian's package.
+CNI_BIN_CANDIDATES = ("/opt/cni/bin", "/usr/lib/cni")
+CNI_VERSION = "1.0.0"
+OPS = ("VERSION", "ADD", "DEL")
+MAX_ROUNDS = 500  # pod namespaces (2 or 4 a round) are kept until the end of the run
+
+SUBNET_ENV = ("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n"
+              "FLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# --- namespaces -------------------------------------------------------------------------
+
+def _cmd(*argv: str, timeout: float = 30) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+
+
+def _same_ns(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+class Namespaces:
+    """Named netns made by this run only, and the driver's move into the node one."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.made: list[str] = []
+        self.home_fd: int | None = None
+
+    def add(self, suffix: str, lo_up: bool = False) -> str:
+        name = f"pfbench-{self.tag}-{suffix}"
+        if (NETNS_DIR / name).exists():
+            raise BenchError(f"netns {name} already exists")
+        self.made.append(name)  # before `ip netns add`: a half-made one is removed too
+        _cmd("ip", "netns", "add", name)
+        if lo_up:
+            _cmd("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def delete(self, name: str) -> None:
+        if name in self.made:
+            self.made.remove(name)
+            proc = subprocess.run(["ip", "netns", "del", name], capture_output=True,
+                                  text=True, timeout=30)
+            if proc.returncode != 0 and (NETNS_DIR / name).exists():
+                print(f"warning: cannot delete netns {name}: {proc.stderr.strip()}",
+                      file=sys.stderr)
+
+    def enter(self, name: str) -> None:
+        """Move this (single-threaded) process into netns `name`; children inherit it."""
+        from pyroute2.netns import setns
+
+        self.home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(NETNS_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(fd)
+            if not _same_ns(os.stat("/proc/thread-self/ns/net"), os.fstat(fd)):
+                raise BenchError(f"setns into {name} did not take effect")
+        finally:
+            os.close(fd)
+
+    def leave(self) -> None:
+        if self.home_fd is None:
+            return
+        from pyroute2.netns import setns
+
+        try:
+            setns(self.home_fd)
+        finally:
+            os.close(self.home_fd)
+            self.home_fd = None
+
+    def cleanup(self) -> None:
+        try:
+            self.leave()
+        finally:
+            for name in reversed(list(self.made)):
+                self.delete(name)  # deleting a netns deletes every device in it
+
+
+# --- one plugin ------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    key: str            # short id used in the JSON output
+    label: str
+    plugin: str
+    conf: dict
+    cni_path: str
+    data_dir: Path
+    samples: dict[str, list[int]] = field(default_factory=lambda: {op: [] for op in OPS})
+
+
+class Invoker:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+        self.base_env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        self.true = shutil.which("true") or "true"
+        self.floor_samples: list[int] = []
+
+    def __call__(self, case: Case, command: str, stdin: dict, *, container_id: str = "",
+                 netns: str = "", ifname: str = "") -> tuple[int, dict]:
+        env = dict(self.base_env, CNI_COMMAND=command, CNI_PATH=case.cni_path)
+        if command != "VERSION":
+            env.update(CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname)
+        data = json.dumps(stdin).encode()
+        start = time.perf_counter_ns()
+        try:
+            proc = subprocess.run([case.plugin], input=data, env=env, capture_output=True,
+                                  timeout=self.timeout)
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"{case.label} {command} timed out after {self.timeout:g} s\n"
+                             f"stdout: {_text(e.stdout)}\nstderr: {_text(e.stderr)}") from None
+        elapsed = time.perf_counter_ns() - start
+        out: dict = {}
+        problem = f"exit code {proc.returncode}" if proc.returncode != 0 else ""
+        if proc.stdout.strip():
+            try:
+                out = json.loads(proc.stdout)
+            except ValueError:
+                problem = problem or "stdout is not JSON"
+        elif command != "DEL":
+            problem = problem or "no result on stdout"
+        if not problem and "code" in out:
+            problem = f"CNI error {out['code']}"
+        if problem:
+            raise BenchError(
+                f"{case.label} {command} failed: {problem}\n"
+                f"  CNI_CONTAINERID={container_id} CNI_NETNS={netns} CNI_IFNAME={ifname}\n"
+                f"  stdin:  {data.decode()}\n  stdout: {_text(proc.stdout)}\n"
+                f"  stderr: {_text(proc.stderr)}")
+        return elapsed, out
+
+    def floor(self) -> int:
+        """A do-nothing process (`true`) spawned and timed the same way: the harness's share."""
+        start = time.perf_counter_ns()
+        proc = subprocess.run([self.true], input=b"{}", env=self.base_env, capture_output=True,
+                              timeout=self.timeout)
+        elapsed = time.perf_counter_ns() - start
+        if proc.returncode != 0:
+            raise BenchError(f"{self.true} exited {proc.returncode}")
+        return elapsed
+
+
+def _text(b: bytes | str | None) -> str:
+    if b is None:
+        return ""
+    return (b.decode(errors="replace") if isinstance(b, bytes) else b).strip()
+
+
+# --- the benchmark ----------------------------------------------------------------------
+
+def make_cases(tmp: Path, tag: str, plugin: str, cni_bin: str, masq: bool) -> list[list[Case]]:
+    """Pairs (pyflannel, reference) to interleave."""
+    (tmp / "subnet.env").write_text(SUBNET_ENV)
+    plugin_dir = os.path.dirname(os.path.abspath(plugin))
+    pairs = []
+    for suffix, ip_masq in (("", False), ("-masq", True)) if masq else (("", False),):
+        net_a, net_b = f"pfbench{tag}a{suffix}", f"pfbench{tag}b{suffix}"
+        data_a, data_b = tmp / f"pyflannel{suffix}", tmp / f"host-local{suffix}"
+        a = Case(
+            key="pyflannel" + suffix, label="pyflannel" + suffix, plugin=plugin,
+            cni_path=f"{plugin_dir}:{cni_bin}", data_dir=data_a / net_a,
+            conf={"cniVersion": CNI_VERSION, "name": net_a, "type": "pyflannel",
+                  "subnetFile": str(tmp / "subnet.env"), "dataDir": str(data_a),
+                  "ipMasq": ip_masq})
+        b = Case(
+            key="bridge" + suffix, label="bridge+host-local" + suffix,
+            plugin=os.path.join(cni_bin, "bridge"), cni_path=cni_bin, data_dir=data_b / net_b,
+            conf={"cniVersion": CNI_VERSION, "name": net_b, "type": "bridge", "bridge": "cni1",
+                  "isGateway": True, "isDefaultGateway": True, "hairpinMode": True,
+                  "ipMasq": ip_masq, "mtu": 1472,
+                  "ipam": {"type": "host-local", "subnet": "10.244.2.0/24",
+                           "dataDir": str(data_b)}})
+        pairs.append([a, b])
+    return pairs
+
+
+def one_round(n: int, pairs: list[list[Case]], spaces: Namespaces, invoke: Invoker,
+              record: bool) -> None:
+    """The spawn floor, VERSION of both plugins, then per case: new pod netns, ADD, DEL.
+
+    The pod namespaces are not deleted here but at the end of the run: the kernel tears
+    a deleted namespace down in a background worker, which would overlap (and slow)
+    the next invocations."""
+    flip = n % 2 == 1  # alternate which of a pair goes first, against order effects
+    floor = invoke.floor()
+    if record:
+        invoke.floor_samples.append(floor)
+    version_pair = pairs[0][::-1] if flip else pairs[0]
+    for case in version_pair:
+        elapsed, _ = invoke(case, "VERSION", {"cniVersion": CNI_VERSION})
+        if record:
+            case.samples["VERSION"].append(elapsed)
+    for pair in pairs:
+        for case in (pair[::-1] if flip else pair):
+            pod = spaces.add(f"r{n}-{case.key}", lo_up=True)
+            ids = dict(container_id=f"bench-{spaces.tag}-{n}-{case.key}",
+                       netns=str(NETNS_DIR / pod), ifname="eth0")
+            add_time, result = invoke(case, "ADD", case.conf, **ids)
+            del_time, _ = invoke(case, "DEL", dict(case.conf, prevResult=result), **ids)
+            if record:
+                case.samples["ADD"].append(add_time)
+                case.samples["DEL"].append(del_time)
+
+
+def leftover_reservations(cases: list[Case]) -> list[str]:
+    left = []
+    for case in cases:
+        if case.data_dir.is_dir():
+            for entry in case.data_dir.iterdir():
+                try:
+                    IPv4Address(entry.name)
+                except ValueError:
+                    continue
+                left.append(f"{case.label}: {entry}")
+    return left
+
+
+def ms(ns: float) -> float:
+    return ns / 1e6
+
+
+def _stats(s: list[int]) -> dict:
+    return {"median_ms": ms(statistics.median(s)), "min_ms": ms(min(s)), "max_ms": ms(max(s)),
+            "samples_ms": [round(ms(x), 3) for x in s]}
+
+
+def summarize(pairs: list[list[Case]], floor: list[int]) -> dict:
+    out: dict = {"spawn_floor": _stats(floor), "plugins": {}, "ratios": {}}
+    for pair in pairs:
+        for case in pair:
+            out["plugins"][case.key] = {op: _stats(s) for op, s in case.samples.items() if s}
+        a, b = pair
+        for op in OPS:
+            sa, sb = a.samples[op], b.samples[op]
+            if not sa or not sb:
+                continue
+            out["ratios"][f"{a.key}/{b.key}"] = out["ratios"].get(f"{a.key}/{b.key}", {})
+            out["ratios"][f"{a.key}/{b.key}"][op] = {
+                "of_medians": statistics.median(sa) / statistics.median(sb),
+                "median_of_paired": statistics.median(x / y for x, y in zip(sa, sb, strict=True)),
+            }
+    return out
+
+
+def print_report(summary: dict, pairs: list[list[Case]], rounds: int) -> None:
+    print(f"cold plugin processes, {rounds} rounds after 1 warm-up round; wall time in ms")
+    print(f"{'':22} {'op':8} {'median':>8} {'min':>8} {'max':>8}")
+    st = summary["spawn_floor"]
+    print(f"{'spawn floor (true)':22} {'':8} {st['median_ms']:8.2f} {st['min_ms']:8.2f} "
+          f"{st['max_ms']:8.2f}")
+    for pair in pairs:
+        for case in pair:
+            for op, st in summary["plugins"][case.key].items():
+                print(f"{case.label:22} {op:8} {st['median_ms']:8.2f} {st['min_ms']:8.2f} "
+                      f"{st['max_ms']:8.2f}")
+        a, b = pair
+        key = f"{a.key}/{b.key}"
+        print(f"ratio {a.label} / {b.label}:")
+        for op, r in summary["ratios"][key].items():
+            print(f"  {op:8} of medians {r['of_medians']:6.2f}x   "
+                  f"median of per-round ratios {r['median_of_paired']:6.2f}x")
+        print()
+
+
+def _default_cni_bin() -> str:
+    for d in CNI_BIN_CANDIDATES:
+        if os.access(os.path.join(d, "bridge"), os.X_OK):
+            return d
+    return CNI_BIN_CANDIDATES[0]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.cni_add_del", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=30, help="measured rounds (default 30)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-masq", dest="masq", action="store_false",
+                   help="skip the ipMasq=true pair (iptables cost)")
+    p.add_argument("--plugin", default=os.path.join(os.path.dirname(sys.executable),
+                                                    "pyflannel"),
+                   help="the pyflannel executable (default: beside this python)")
+    p.add_argument("--cni-bin", default=_default_cni_bin(),
+                   help="directory of the reference plugins bridge and host-local "
+                        f"(default: the first of {', '.join(CNI_BIN_CANDIDATES)} that has them)")
+    p.add_argument("--timeout", type=float, default=30,
+                   help="seconds allowed for one plugin invocation (default 30)")
+    p.add_argument("--budget", type=float, default=300,
+                   help="seconds for all rounds; stops early and reports past it (default 300)")
+    args = p.parse_args(argv)
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        p.error(f"--rounds must be in 1..{MAX_ROUNDS}")
+    return args
+
+
+def preflight(args: argparse.Namespace) -> None:
+    if os.geteuid() != 0:
+        raise BenchError("needs root (creates network namespaces)")
+    needed = [args.plugin, os.path.join(args.cni_bin, "bridge"),
+              os.path.join(args.cni_bin, "host-local")]
+    for path in needed:
+        if not os.access(path, os.X_OK):
+            raise BenchError(f"not executable: {path}")
+    tools = ["ip"] + (["iptables", "iptables-restore"] if args.masq else [])
+    for tool in tools:
+        if shutil.which(tool) is None:
+            raise BenchError(f"{tool} not found on PATH")
+
+
+def _terminate(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> dict:
+    preflight(args)
+    tag = uuid.uuid4().hex[:8]
+    spaces = Namespaces(tag)
+    tmp = Path(tempfile.mkdtemp(prefix=f"pfbench-{tag}-"))
+    invoke = Invoker(args.timeout)
+    try:
+        pairs = make_cases(tmp, tag, args.plugin, args.cni_bin, args.masq)
+        node = spaces.add("node", lo_up=True)
+        spaces.enter(node)
+        one_round(0, pairs, spaces, invoke, record=False)  # warm-up: bridges, caches
+        deadline = time.monotonic() + args.budget
+        done = 0
+        for n in range(1, args.rounds + 1):
+            if time.monotonic() > deadline:
+                print(f"time budget of {args.budget:g} s spent: stopping after {done} rounds",
+                      file=sys.stderr)
+                break
+            one_round(n, pairs, spaces, invoke, record=True)
+            done += 1
+        cases = [c for pair in pairs for c in pair]
+        left = leftover_reservations(cases)
+        if left:
+            raise BenchError("DEL left IP reservations behind:\n  " + "\n  ".join(left))
+        summary = summarize(pairs, invoke.floor_samples)
+        summary["rounds"] = done
+        summary["warmup_rounds"] = 1
+        return {"summary": summary, "pairs": pairs}
+    finally:
+        # A second Ctrl-C must not cut the clean-up short: hold signals until it is done.
+        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            spaces.cleanup()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+    try:
+        res = run(args)
+    except BenchError as e:
+        print(f"bench failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; namespaces and temp files removed", file=sys.stderr)
+        return 130
+    summary = res["summary"]
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(summary, res["pairs"], summary["rounds"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
