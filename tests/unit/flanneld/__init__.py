@@ -1,0 +1,1 @@
+"""Unit tests for the daemon's pure core (flanneld/core)."""

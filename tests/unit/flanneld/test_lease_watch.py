@@ -1,0 +1,146 @@
+"""flanneld.core.lease_watch: other nodes' leases from listings and watch events."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flanneld.core.lease import Lease
+from flanneld.core.lease_watch import Delete, Event, LeaseTable, Put
+
+OWN = IPv4Network("10.244.1.0/24")
+A, B = IPv4Address("192.168.1.1"), IPv4Address("192.168.1.2")
+
+
+def lease(subnet: str, ip: IPv4Address = A, exp: float | None = 100.0) -> Lease:
+    return Lease(IPv4Network(subnet), ip, exp)
+
+
+def test_reset_emits_removals_then_additions() -> None:
+    t = LeaseTable(OWN)
+    x, y = lease("10.244.2.0/24"), lease("10.244.3.0/24", B)
+    assert t.reset([x, lease("10.244.1.0/24"), y]) == [Event("added", x), Event("added", y)]
+    assert len(t) == 2 and t.get(OWN) is None
+    y2 = lease("10.244.3.0/24", B, exp=200.0)     # renewed: no event, new expiration
+    z = lease("10.244.4.0/24", B)
+    assert t.reset([y2, z]) == [Event("removed", x), Event("added", z)]
+    assert t.get(y2.subnet) == y2 and list(t) == [y2, z]
+
+
+def test_reset_reports_a_changed_public_ip_as_added() -> None:
+    t = LeaseTable(OWN)
+    t.reset([lease("10.244.2.0/24", A)])
+    moved = lease("10.244.2.0/24", B)
+    assert t.reset([moved]) == [Event("added", moved)]
+    assert t.route_for(IPv4Address("10.244.2.9")) == B
+
+
+def test_apply_puts_and_deletes() -> None:
+    t = LeaseTable(OWN)
+    x, x_renewed, x_moved = (lease("10.244.2.0/24"), lease("10.244.2.0/24", exp=500.0),
+                             lease("10.244.2.0/24", B))
+    assert t.apply([Put(x)]) == [Event("added", x)]
+    assert t.apply([Put(x_renewed)]) == [] and t.get(x.subnet) == x_renewed
+    assert t.apply([Put(x_moved)]) == [Event("added", x_moved)]
+    assert t.apply([Delete(x.subnet)]) == [Event("removed", x_moved)]   # the lease as known
+    assert t.apply([Delete(x.subnet)]) == [] and len(t) == 0
+
+
+def test_own_subnet_events_are_dropped() -> None:
+    t = LeaseTable(OWN)
+    assert t.apply([Put(lease("10.244.1.0/24")), Delete(OWN)]) == []
+    assert t.route_for(IPv4Address("10.244.1.5")) is None and len(t) == 0
+
+
+def test_without_an_own_subnet_everything_is_kept() -> None:
+    t = LeaseTable(None)
+    assert t.reset([lease("10.244.1.0/24")]) == [Event("added", lease("10.244.1.0/24"))]
+
+
+def test_route_for() -> None:
+    t = LeaseTable(OWN)
+    t.reset([lease("10.244.2.0/24", A), lease("10.244.3.0/24", B)])
+    assert t.route_for(IPv4Address("10.244.2.0")) == A
+    assert t.route_for(IPv4Address("10.244.2.255")) == A
+    assert t.route_for(int(IPv4Address("10.244.3.77"))) == B        # ints for the data plane
+    for miss in ("10.244.4.1", "10.244.1.1", "0.0.0.0", "255.255.255.255"):
+        assert t.route_for(IPv4Address(miss)) is None
+
+
+def test_route_for_prefers_the_longest_prefix_and_forgets_removed_lengths() -> None:
+    t = LeaseTable(None)
+    t.apply([Put(lease("10.244.0.0/16", A)), Put(lease("10.244.2.0/24", B)),
+             Put(lease("10.244.2.0/26", A))])
+    assert t.route_for(IPv4Address("10.244.2.1")) == A
+    assert t.route_for(IPv4Address("10.244.2.100")) == B
+    assert t.route_for(IPv4Address("10.244.9.1")) == A
+    t.apply([Delete(IPv4Network("10.244.2.0/26")), Delete(IPv4Network("10.244.0.0/16"))])
+    assert t.route_for(IPv4Address("10.244.2.1")) == B
+    assert t.route_for(IPv4Address("10.244.9.1")) is None
+
+
+# Property: any sequence of watch events leaves the table as a reset from the final listing
+# would, and the events emitted (by apply or reset) are exactly the routing diff.
+
+SUBNETS = [IPv4Network(f"10.244.{i}.0/24") for i in range(1, 6)] + [IPv4Network("10.244.0.0/22")]
+IPS = [A, B, IPv4Address("192.168.1.3")]
+leases = st.builds(Lease, st.sampled_from(SUBNETS), st.sampled_from(IPS),
+                   st.none() | st.floats(0, 1e6, allow_nan=False))
+ops = st.one_of(leases.map(Put), st.sampled_from(SUBNETS).map(Delete))
+
+
+def routes(t: LeaseTable) -> dict[IPv4Network, IPv4Address]:
+    return {lz.subnet: lz.public_ip for lz in t}
+
+
+def fold(before: dict[IPv4Network, IPv4Address], events: list[Event]) -> dict:
+    after = dict(before)
+    for ev in events:
+        if ev.kind == "added":
+            after[ev.lease.subnet] = ev.lease.public_ip
+        else:
+            assert after.pop(ev.lease.subnet) == ev.lease.public_ip
+    return after
+
+
+def lookups(t: LeaseTable) -> list[IPv4Address | None]:
+    return [t.route_for(IPv4Address(a)) for a in range(int(IPv4Address("10.244.0.0")),
+                                                      int(IPv4Address("10.244.7.0")), 64)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([OWN, None]), st.lists(leases, max_size=6),
+       st.lists(st.lists(ops, max_size=4), max_size=5))
+def test_apply_agrees_with_reset_from_the_final_listing(
+        own: IPv4Network | None, start: list[Lease], batches: list[list[Put | Delete]]) -> None:
+    t = LeaseTable(own)
+    t.reset(start)
+    etcd = {lz.subnet: lz for lz in start}            # what a listing would return
+    for batch in batches:
+        before = routes(t)
+        events = t.apply(batch)
+        for op in batch:
+            if isinstance(op, Put):
+                etcd[op.lease.subnet] = op.lease
+            else:
+                etcd.pop(op.subnet, None)
+        assert fold(before, events) == routes(t)
+    fresh = LeaseTable(own)
+    fresh.reset(etcd.values())
+    assert {lz.subnet: lz for lz in t} == {lz.subnet: lz for lz in fresh}
+    assert lookups(t) == lookups(fresh)
+    assert own not in routes(t)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(leases, max_size=6), st.lists(leases, max_size=6))
+def test_reset_events_are_the_diff(first: list[Lease], second: list[Lease]) -> None:
+    t = LeaseTable(OWN)
+    t.reset(first)
+    before = routes(t)
+    events = t.reset(second)
+    assert fold(before, events) == routes(t)
+    assert routes(t) == {lz.subnet: lz.public_ip for lz in second if lz.subnet != OWN}
+    assert t.reset(second) == []                      # a repeated listing changes nothing
