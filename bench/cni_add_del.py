@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-NETNS_DIR = Path("/run/netns")
+from lab.netns import Namespaces
+from lab.plugin import subnet_env_text
+
 # Where the reference plugins usually are: upstream's release tarballs, then Debian's package.
 CNI_BIN_CANDIDATES = ("/opt/cni/bin", "/usr/lib/cni")
 CNI_VERSION = "1.0.0"
 OPS = ("VERSION", "ADD", "DEL")
 MAX_ROUNDS = 500  # pod namespaces (2 or 4 a round) are kept until the end of the run
 
-SUBNET_ENV = ("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n"
-              "FLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n")
 
 
 class BenchError(RuntimeError):
@@ -48,52 +48,24 @@ class BenchError(RuntimeError):
 
 # --- namespaces -------------------------------------------------------------------------
 
-def _cmd(*argv: str, timeout: float = 30) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+class NodeNamespaces(Namespaces):
+    """The lab's namespaces (unique names, all removed on cleanup), plus the driver's own
+    move into the node namespace, so no `ip netns exec` sits inside the timings."""
 
-
-def _same_ns(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-class Namespaces:
-    """Named netns made by this run only, and the driver's move into the node one."""
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.made: list[str] = []
+    def __init__(self) -> None:
+        super().__init__()
         self.home_fd: int | None = None
-
-    def add(self, suffix: str, lo_up: bool = False) -> str:
-        name = f"pfbench-{self.tag}-{suffix}"
-        if (NETNS_DIR / name).exists():
-            raise BenchError(f"netns {name} already exists")
-        self.made.append(name)  # before `ip netns add`: a half-made one is removed too
-        _cmd("ip", "netns", "add", name)
-        if lo_up:
-            _cmd("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def delete(self, name: str) -> None:
-        if name in self.made:
-            self.made.remove(name)
-            proc = subprocess.run(["ip", "netns", "del", name], capture_output=True,
-                                  text=True, timeout=30)
-            if proc.returncode != 0 and (NETNS_DIR / name).exists():
-                print(f"warning: cannot delete netns {name}: {proc.stderr.strip()}",
-                      file=sys.stderr)
 
     def enter(self, name: str) -> None:
         """Move this (single-threaded) process into netns `name`; children inherit it."""
         from pyroute2.netns import setns
 
         self.home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        fd = os.open(NETNS_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(fd)
-            if not _same_ns(os.stat("/proc/thread-self/ns/net"), os.fstat(fd)):
+            here, there = os.stat("/proc/thread-self/ns/net"), os.fstat(fd)
+            if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
                 raise BenchError(f"setns into {name} did not take effect")
         finally:
             os.close(fd)
@@ -113,8 +85,7 @@ class Namespaces:
         try:
             self.leave()
         finally:
-            for name in reversed(list(self.made)):
-                self.delete(name)  # deleting a netns deletes every device in it
+            super().cleanup()  # deleting a netns deletes every device in it
 
 
 # --- one plugin ------------------------------------------------------------------------
@@ -192,7 +163,7 @@ def _text(b: bytes | str | None) -> str:
 
 def make_cases(tmp: Path, tag: str, plugin: str, cni_bin: str, masq: bool) -> list[list[Case]]:
     """Pairs (pyflannel, reference) to interleave."""
-    (tmp / "subnet.env").write_text(SUBNET_ENV)
+    (tmp / "subnet.env").write_text(subnet_env_text())
     plugin_dir = os.path.dirname(os.path.abspath(plugin))
     pairs = []
     for suffix, ip_masq in (("", False), ("-masq", True)) if masq else (("", False),):
@@ -234,9 +205,9 @@ def one_round(n: int, pairs: list[list[Case]], spaces: Namespaces, invoke: Invok
             case.samples["VERSION"].append(elapsed)
     for pair in pairs:
         for case in (pair[::-1] if flip else pair):
-            pod = spaces.add(f"r{n}-{case.key}", lo_up=True)
-            ids = dict(container_id=f"bench-{spaces.tag}-{n}-{case.key}",
-                       netns=str(NETNS_DIR / pod), ifname="eth0")
+            pod = spaces.make("pfbench")
+            ids = dict(container_id=f"bench-{pod}",
+                       netns=spaces.path(pod), ifname="eth0")
             add_time, result = invoke(case, "ADD", case.conf, **ids)
             del_time, _ = invoke(case, "DEL", dict(case.conf, prevResult=result), **ids)
             if record:
@@ -355,12 +326,12 @@ def _terminate(signum, _frame):
 def run(args: argparse.Namespace) -> dict:
     preflight(args)
     tag = uuid.uuid4().hex[:8]
-    spaces = Namespaces(tag)
+    spaces = NodeNamespaces()
     tmp = Path(tempfile.mkdtemp(prefix=f"pfbench-{tag}-"))
     invoke = Invoker(args.timeout)
     try:
         pairs = make_cases(tmp, tag, args.plugin, args.cni_bin, args.masq)
-        node = spaces.add("node", lo_up=True)
+        node = spaces.make("pfbench")
         spaces.enter(node)
         one_round(0, pairs, spaces, invoke, record=False)  # warm-up: bridges, caches
         deadline = time.monotonic() + args.budget
@@ -397,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _terminate)
     try:
         res = run(args)
-    except BenchError as e:
+    except (BenchError, subprocess.CalledProcessError) as e:
         print(f"bench failed: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
