@@ -21,3 +21,11 @@ class SubnetsExhausted(FlannelError):
 
 class LeaseFormatError(FlannelError):
     """A lease value in etcd is not flannel's JSON; skip that lease (another node's fault)."""
+
+
+class EtcdUnavailable(FlannelError):
+    """Retryable: etcd could not be reached or did not answer in time; try again later."""
+
+
+class LeaseLost(FlannelError):
+    """Fatal: this node's lease vanished and its subnet now belongs to another node."""
