@@ -1,16 +1,17 @@
-"""The other nodes' leases, kept current from etcd listings and watch events, and routed on.
+"""The other nodes' leases, kept current from etcd listings and watch events.
 
 Like flannel's LeaseWatcher: events for this node's own subnet are dropped; a put of a
 known subnet with the same PublicIP is a renewal (expiration updated, no event); a put
 that changes the PublicIP emits "added" again, which consumers treat as replace-by-subnet.
 `reset` diffs a full listing (at start and after a compaction) against the known set.
+The data plane routes on an immutable snapshot built from the table (`routes.Routes`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from typing import Literal
 
 from .lease import Lease
@@ -39,17 +40,11 @@ class Delete:
 
 
 class LeaseTable:
-    """Other nodes' leases by subnet, with an O(1)-per-prefix-length route lookup.
-
-    Subnets from one config share a prefix length, so `route_for` masks the destination once
-    per distinct length present (normally one), longest first, and looks it up in a dict."""
+    """Other nodes' leases by subnet (never this node's own), in insertion order."""
 
     def __init__(self, own: IPv4Network | None) -> None:
         self.own = own
         self._leases: dict[IPv4Network, Lease] = {}
-        # prefix length -> {network address as int: public IP}
-        self._routes: dict[int, dict[int, IPv4Address]] = {}
-        self._order: list[tuple[int, dict[int, IPv4Address]]] = []  # (mask, table), longest first
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -60,39 +55,14 @@ class LeaseTable:
     def get(self, subnet: IPv4Network) -> Lease | None:
         return self._leases.get(subnet)
 
-    def route_for(self, dst: IPv4Address | int) -> IPv4Address | None:
-        """The PublicIP of the node whose subnet holds `dst`; None when no peer's does."""
-        d = int(dst)
-        for mask, table in self._order:
-            peer = table.get(d & mask)
-            if peer is not None:
-                return peer
-        return None
-
-    def _reorder(self) -> None:
-        self._order = [((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, table)
-                       for length, table in sorted(self._routes.items(), reverse=True)]
-
     def _drop(self, subnet: IPv4Network) -> Lease | None:
-        old = self._leases.pop(subnet, None)
-        if old is not None:
-            table = self._routes[subnet.prefixlen]
-            del table[int(subnet.network_address)]
-            if not table:
-                del self._routes[subnet.prefixlen]
-                self._reorder()
-        return old
+        return self._leases.pop(subnet, None)
 
     def _put(self, lease: Lease) -> Event | None:
         old = self._leases.get(lease.subnet)
         self._leases[lease.subnet] = lease
         if old is not None and old.public_ip == lease.public_ip:
             return None  # a renewal: new expiration, no routing change
-        length = lease.subnet.prefixlen
-        if length not in self._routes:
-            self._routes[length] = {}
-            self._reorder()
-        self._routes[length][int(lease.subnet.network_address)] = lease.public_ip
         return Event("added", lease)
 
     def apply(self, events: Iterable[Put | Delete]) -> list[Event]:

@@ -34,7 +34,7 @@ def test_reset_reports_a_changed_public_ip_as_added() -> None:
     t.reset([lease("10.244.2.0/24", A)])
     moved = lease("10.244.2.0/24", B)
     assert t.reset([moved]) == [Event("added", moved)]
-    assert t.route_for(IPv4Address("10.244.2.9")) == B
+    assert t.get(moved.subnet) == moved
 
 
 def test_apply_puts_and_deletes() -> None:
@@ -51,34 +51,12 @@ def test_apply_puts_and_deletes() -> None:
 def test_own_subnet_events_are_dropped() -> None:
     t = LeaseTable(OWN)
     assert t.apply([Put(lease("10.244.1.0/24")), Delete(OWN)]) == []
-    assert t.route_for(IPv4Address("10.244.1.5")) is None and len(t) == 0
+    assert t.get(OWN) is None and len(t) == 0
 
 
 def test_without_an_own_subnet_everything_is_kept() -> None:
     t = LeaseTable(None)
     assert t.reset([lease("10.244.1.0/24")]) == [Event("added", lease("10.244.1.0/24"))]
-
-
-def test_route_for() -> None:
-    t = LeaseTable(OWN)
-    t.reset([lease("10.244.2.0/24", A), lease("10.244.3.0/24", B)])
-    assert t.route_for(IPv4Address("10.244.2.0")) == A
-    assert t.route_for(IPv4Address("10.244.2.255")) == A
-    assert t.route_for(int(IPv4Address("10.244.3.77"))) == B        # ints for the data plane
-    for miss in ("10.244.4.1", "10.244.1.1", "0.0.0.0", "255.255.255.255"):
-        assert t.route_for(IPv4Address(miss)) is None
-
-
-def test_route_for_prefers_the_longest_prefix_and_forgets_removed_lengths() -> None:
-    t = LeaseTable(None)
-    t.apply([Put(lease("10.244.0.0/16", A)), Put(lease("10.244.2.0/24", B)),
-             Put(lease("10.244.2.0/26", A))])
-    assert t.route_for(IPv4Address("10.244.2.1")) == A
-    assert t.route_for(IPv4Address("10.244.2.100")) == B
-    assert t.route_for(IPv4Address("10.244.9.1")) == A
-    t.apply([Delete(IPv4Network("10.244.2.0/26")), Delete(IPv4Network("10.244.0.0/16"))])
-    assert t.route_for(IPv4Address("10.244.2.1")) == B
-    assert t.route_for(IPv4Address("10.244.9.1")) is None
 
 
 # Property: any sequence of watch events leaves the table as a reset from the final listing
@@ -105,11 +83,6 @@ def fold(before: dict[IPv4Network, IPv4Address], events: list[Event]) -> dict:
     return after
 
 
-def lookups(t: LeaseTable) -> list[IPv4Address | None]:
-    return [t.route_for(IPv4Address(a)) for a in range(int(IPv4Address("10.244.0.0")),
-                                                      int(IPv4Address("10.244.7.0")), 64)]
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([OWN, None]), st.lists(leases, max_size=6),
        st.lists(st.lists(ops, max_size=4), max_size=5))
@@ -130,7 +103,6 @@ def test_apply_agrees_with_reset_from_the_final_listing(
     fresh = LeaseTable(own)
     fresh.reset(etcd.values())
     assert {lz.subnet: lz for lz in t} == {lz.subnet: lz for lz in fresh}
-    assert lookups(t) == lookups(fresh)
     assert own not in routes(t)
 
 
