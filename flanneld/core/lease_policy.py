@@ -112,9 +112,16 @@ def choose_subnet(config: NetworkConfig, leases: list[Lease], public_ip: IPv4Add
     return Choice(free[rng.randrange(len(free))], "random", None, stale)
 
 
-def renew_at(expiration: float, margin_seconds: float) -> float:
-    """When to renew a lease that expires at `expiration` (same clock): margin before it."""
-    return expiration - margin_seconds
+def renew_at(expiration: float, margin_seconds: float, ttl: float = LEASE_TTL) -> float:
+    """When to renew a lease of `ttl` seconds that expires at `expiration` (same clock):
+    `margin_seconds` before, or at half its life when the TTL is under twice the margin
+    (short TTLs are for tests)."""
+    return expiration - min(margin_seconds, ttl / 2)
+
+
+def renew_retry(ttl: float) -> float:
+    """Seconds to wait after a failed renewal: flannel's minute, or a tenth of a short TTL."""
+    return min(RENEW_RETRY, max(0.5, ttl / 10))
 
 
 def renew_margin(minutes: int) -> float:

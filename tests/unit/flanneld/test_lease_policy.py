@@ -21,6 +21,7 @@ from flanneld.core.lease_policy import (
     free_subnets,
     renew_at,
     renew_margin,
+    renew_retry,
 )
 
 from .strategies import leases_in, subnets
@@ -186,3 +187,9 @@ def flannel_scan(cfg: NetworkConfig, leases: list[Lease]) -> list[IPv4Network]:
 @given(small_configs, st.lists(leases_in(near, ips), max_size=12))
 def test_free_subnets_equals_flannels_scan(cfg: NetworkConfig, leases: list[Lease]) -> None:
     assert free_subnets(cfg, leases) == flannel_scan(cfg, leases)
+
+
+def test_short_ttls_renew_at_half_life_and_retry_sooner() -> None:
+    assert renew_at(100.0, 3600.0, ttl=20) == 90.0          # margin > ttl/2: half-life
+    assert renew_at(100.0, 5.0, ttl=20) == 95.0             # margin smaller: margin
+    assert renew_retry(LEASE_TTL) == 60.0 and renew_retry(20) == 2.0 and renew_retry(1) == 0.5

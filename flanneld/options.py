@@ -1,0 +1,170 @@
+"""flanneld's command line: flannel's flag names, each also settable as `FLANNELD_<NAME>`
+(upper case, dashes as underscores). A flag on the command line wins over the environment.
+Booleans take Go's forms: `--ip-masq`, `--ip-masq=true`, `--iptables-forward-rules=false`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import AddressValueError, IPv4Address
+
+from .core.errors import ConfigError
+from .core.lease_policy import LEASE_TTL, renew_margin
+
+ENV_PREFIX = "FLANNELD_"
+_TRUE = {"1", "t", "true", "yes", "on"}
+_FALSE = {"0", "f", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Options:
+    etcd_endpoints: tuple[str, ...]
+    etcd_prefix: str
+    etcd_cafile: str | None
+    etcd_certfile: str | None
+    etcd_keyfile: str | None
+    etcd_username: str | None
+    etcd_password: str | None
+    iface: tuple[str, ...]
+    public_ip: IPv4Address | None
+    ip_masq: bool
+    subnet_file: str
+    subnet_lease_renew_margin: int   # minutes
+    subnet_lease_ttl: int            # seconds
+    healthz_ip: str
+    healthz_port: int                # 0: no health endpoint
+    iptables_resync: int             # seconds
+    iptables_forward_rules: bool
+    verbosity: int
+
+    @property
+    def renew_margin_seconds(self) -> float:
+        return renew_margin(self.subnet_lease_renew_margin)
+
+
+def _bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (use true or false)")
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pyflannel")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flanneld",
+        description="pyflannel's node daemon: leases this node's pod subnet in etcd, writes "
+                    "the subnet file for the CNI plugin and carries pod traffic between "
+                    "nodes in UDP (flannel's udp backend, same etcd and wire formats).",
+        epilog="Every flag can also be set as an environment variable FLANNELD_<FLAG>, "
+               "e.g. FLANNELD_ETCD_ENDPOINTS=https://10.0.0.1:2379; the command line wins.")
+    a = p.add_argument
+    a("--etcd-endpoints", type=_list, default=["http://127.0.0.1:2379"], metavar="URLS",
+      help="comma-separated etcd URLs (default http://127.0.0.1:2379)")
+    a("--etcd-prefix", default="/coreos.com/network", metavar="PATH",
+      help="etcd prefix of the network config and leases (default /coreos.com/network)")
+    a("--etcd-cafile", default=None, metavar="FILE", help="CA bundle to verify etcd")
+    a("--etcd-certfile", default=None, metavar="FILE", help="client certificate for etcd")
+    a("--etcd-keyfile", default=None, metavar="FILE", help="client key for etcd")
+    a("--etcd-username", default=None, help="etcd user (with --etcd-password)")
+    a("--etcd-password", default=None, help="etcd password")
+    a("--iface", action="append", default=[], metavar="NAME|IP",
+      help="underlay interface by name or address; repeatable, the first present wins "
+           "(default: the interface of the default route)")
+    a("--public-ip", default=None, metavar="IP",
+      help="address other nodes send to (default: the interface's address)")
+    a("--ip-masq", type=_bool, nargs="?", const=True, default=False, metavar="BOOL",
+      help="install masquerade rules for traffic leaving the cluster network (chain "
+           "FLANNEL-POSTRTG)")
+    a("--subnet-file", default="/run/flannel/subnet.env", metavar="FILE",
+      help="where to write the subnet for the CNI plugin (default /run/flannel/subnet.env)")
+    a("--subnet-lease-renew-margin", type=int, default=60, metavar="MINUTES",
+      help="renew the lease this long before it expires (1..1439, default 60)")
+    a("--subnet-lease-ttl", type=int, default=LEASE_TTL, metavar="SECONDS",
+      help=f"etcd lease TTL (default {LEASE_TTL}, flannel's 24 h; shorter is for tests)")
+    a("--healthz-ip", default="0.0.0.0", metavar="IP",
+      help="address for /healthz, /metrics and /leases (default 0.0.0.0)")
+    a("--healthz-port", type=int, default=0, metavar="PORT",
+      help="port for /healthz, /metrics and /leases (default 0: disabled)")
+    a("--iptables-resync", type=int, default=5, metavar="SECONDS",
+      help="check and restore the iptables rules this often (default 5)")
+    a("--iptables-forward-rules", type=_bool, nargs="?", const=True, default=True,
+      metavar="BOOL", help="accept forwarded cluster traffic in chain FLANNEL-FWD "
+                           "(default true)")
+    a("-v", "--v", dest="verbosity", type=int, default=0, metavar="LEVEL",
+      help="log verbosity: 0 info, 1 and up debug (default 0)")
+    a("--version", action="version", version=f"flanneld (pyflannel) {_version()}")
+    return p
+
+
+def _env_defaults(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Turn FLANNELD_* variables into parser defaults, converted like the flag's value."""
+    defaults = {}
+    for action in p._actions:
+        flag = next((s for s in action.option_strings if s.startswith("--")), None)
+        if flag is None or flag == "--version" or action.dest == "help":
+            continue
+        value = env.get(ENV_PREFIX + flag[2:].upper().replace("-", "_"))
+        if value is None:
+            continue
+        try:
+            if action.dest == "iface":
+                continue  # appended to, not replaced: handled in `parse`
+            if action.type is not None:
+                defaults[action.dest] = action.type(value)
+            else:
+                defaults[action.dest] = value
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise ConfigError(f"{ENV_PREFIX}{flag[2:].upper().replace('-', '_')}="
+                              f"{value!r}: {e}") from None
+    p.set_defaults(**defaults)
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
+    """Options from the command line and environment; ConfigError for a bad value.
+    `--help` and `--version` print and exit, as argparse does."""
+    p = _parser()
+    _env_defaults(p, env)
+    ns = p.parse_args(list(argv))
+    iface = ns.iface or _list(env.get(ENV_PREFIX + "IFACE", ""))
+    try:
+        public_ip = IPv4Address(ns.public_ip) if ns.public_ip else None
+    except AddressValueError:
+        raise ConfigError(f"--public-ip={ns.public_ip!r} is not an IPv4 address") from None
+    if not ns.etcd_endpoints:
+        raise ConfigError("--etcd-endpoints is empty")
+    if not 1 <= ns.subnet_lease_ttl <= LEASE_TTL * 30:
+        raise ConfigError(f"--subnet-lease-ttl={ns.subnet_lease_ttl} is out of range "
+                          f"(1..{LEASE_TTL * 30} seconds)")
+    if not 0 <= ns.healthz_port <= 65535:
+        raise ConfigError(f"--healthz-port={ns.healthz_port} is not a port number")
+    if ns.iptables_resync < 1:
+        raise ConfigError(f"--iptables-resync={ns.iptables_resync} must be at least 1 second")
+    opts = Options(
+        etcd_endpoints=tuple(ns.etcd_endpoints), etcd_prefix=ns.etcd_prefix,
+        etcd_cafile=ns.etcd_cafile or None, etcd_certfile=ns.etcd_certfile or None,
+        etcd_keyfile=ns.etcd_keyfile or None, etcd_username=ns.etcd_username or None,
+        etcd_password=ns.etcd_password or None, iface=tuple(iface), public_ip=public_ip,
+        ip_masq=ns.ip_masq, subnet_file=ns.subnet_file,
+        subnet_lease_renew_margin=ns.subnet_lease_renew_margin,
+        subnet_lease_ttl=ns.subnet_lease_ttl, healthz_ip=ns.healthz_ip,
+        healthz_port=ns.healthz_port, iptables_resync=ns.iptables_resync,
+        iptables_forward_rules=ns.iptables_forward_rules, verbosity=ns.verbosity)
+    opts.renew_margin_seconds  # noqa: B018 (validates the range, ConfigError if outside)
+    return opts
