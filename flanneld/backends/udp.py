@@ -1,0 +1,370 @@
+"""The udp backend's data plane: IPv4 packets between the TUN device and a UDP socket.
+
+flannel's wire format: a UDP datagram's payload is exactly one inner IPv4 packet. Packets
+the kernel routes into the TUN go to the peer whose subnet holds their destination;
+datagrams from peers go into the TUN. Header logic (checks, TTL, ICMP errors) lives in
+`core.packet`, route lookup in `core.routes`; this module is the I/O around them.
+
+This is the measured exception to the I/O rule (see bench/throughput.py): the two loops
+bind what they use to locals, reuse one receive buffer, keep packet counts in locals that
+they publish once per batch, and log nothing per packet. Each loop runs in its own thread
+(tun -> udp, udp -> tun) on non-blocking fds: it reads until EAGAIN, then polls its fd and
+a wake pipe. Each thread writes only its own counters dict.
+
+Where we differ from flannel's C proxy:
+- Received datagrams are checked: the sender must be a peer, the packet well-formed IPv4
+  and addressed to this node's subnet. flannel trusts whatever reaches the port.
+- The TTL is decremented once, on receive (the kernel already did it on the way into the
+  TUN). A packet whose TTL runs out gets an ICMP Time Exceeded back to its source, through
+  the peer it came from; flannel drops it silently.
+- ICMP Net Unreachable (no route) leaves through a raw socket, not back into the TUN: the
+  kernel drops a packet that arrives on the TUN from the TUN's own address as a martian
+  (unless accept_local is set), so flannel's copy never reaches the sender.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+from ipaddress import IPv4Address, IPv4Network
+
+from ..core.errors import ConfigError, FlannelError
+from ..core.packet import (
+    CODE_NET_UNREACH,
+    CODE_TTL_EXCEEDED,
+    DROP_BAD_CHECKSUM,
+    DROP_BAD_HEADER_LEN,
+    DROP_BAD_TOTAL_LEN,
+    DROP_NOT_IPV4,
+    DROP_TOO_SHORT,
+    ICMP_DEST_UNREACH,
+    ICMP_TIME_EXCEEDED,
+    check_ipv4,
+    decrement_ttl,
+    dst_of,
+    icmp_error,
+    src_of,
+)
+from ..core.routes import Routes
+from ..io.tun import configure_tun, open_tun
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8285
+MIN_MTU = 68                 # RFC 791: every IPv4 link must carry 68-byte packets
+BUFSIZE = 65536              # larger than any datagram, so none is truncated
+BATCH = 64                   # packets between looks at the stop flag and the routes
+SEND_TIMEOUT = 0.1           # seconds a blocked sendto may wait (kernel SO_SNDTIMEO)
+JOIN_TIMEOUT = 0.5
+
+# Drop reasons: the packet checks', then the data plane's own.
+DROP_NO_ROUTE = "no_route"            # tun -> udp: no peer's subnet holds the destination
+DROP_UNKNOWN_PEER = "unknown_peer"    # udp -> tun: the sender is not a peer's public IP
+DROP_NOT_LOCAL = "not_local"          # udp -> tun: destination outside this node's subnet
+DROP_TTL_EXCEEDED = "ttl_exceeded"    # udp -> tun: TTL 0 or 1
+DROP_SEND_ERROR = "send_error"        # sendto failed (e.g. the underlay is down)
+DROP_WRITE_ERROR = "write_error"      # the write into the TUN failed
+DROP_READ_ERROR = "read_error"        # a read from the TUN or the socket failed (not EAGAIN)
+CHECK_REASONS = (DROP_TOO_SHORT, DROP_NOT_IPV4, DROP_BAD_HEADER_LEN, DROP_BAD_TOTAL_LEN,
+                 DROP_BAD_CHECKSUM)
+DROP_REASONS = CHECK_REASONS + (DROP_NO_ROUTE, DROP_UNKNOWN_PEER, DROP_NOT_LOCAL,
+                                DROP_TTL_EXCEEDED, DROP_SEND_ERROR, DROP_WRITE_ERROR,
+                                DROP_READ_ERROR)
+
+# Counter names. Each thread owns a dict with its own keys; `counters()` sums the two.
+TX_COUNTERS = ("tx_packets", "tx_bytes", "icmp_sent_net_unreach", "icmp_failed")
+RX_COUNTERS = ("rx_packets", "rx_bytes", "icmp_sent_time_exceeded", "icmp_failed")
+_DROP_KEYS = {reason: f"drop_{reason}" for reason in DROP_REASONS}
+
+_SO_SNDTIMEO = struct.pack("ll", 0, int(SEND_TIMEOUT * 1_000_000))
+
+
+def _zeroed(names: tuple[str, ...]) -> dict[str, int]:
+    return dict.fromkeys(names + tuple(_DROP_KEYS.values()), 0)
+
+
+class UdpBackend:
+    """flannel's udp backend for one node: the TUN device, the UDP socket and the threads
+    that move packets between them, routing on a `Routes` snapshot swapped in by the daemon.
+    """
+
+    OVERHEAD = 28            # IPv4 20 + UDP 8
+
+    def __init__(self, *, iface_addr: IPv4Address, iface_mtu: int, port: int,
+                 network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0"):
+        if not 0 < port < 65536:
+            raise ConfigError(f"udp backend port {port} is not in 1..65535")
+        if iface_mtu - self.OVERHEAD < MIN_MTU:
+            raise ConfigError(f"underlay MTU {iface_mtu} leaves less than {MIN_MTU} bytes "
+                              f"for packets after the {self.OVERHEAD}-byte encapsulation")
+        if not subnet.subnet_of(network):
+            raise ConfigError(f"node subnet {subnet} is not inside network {network}")
+        self.iface_addr, self.iface_mtu, self.port = iface_addr, iface_mtu, port
+        self.network, self.subnet, self.tun_name = network, subnet, tun_name
+        self.tun_addr = subnet.network_address        # flannel0's /32
+        self._routes = Routes.EMPTY
+        self._tun = -1
+        self._sock: socket.socket | None = None
+        self._raw: socket.socket | None = None     # sends ICMP errors to local sources
+        self._wake: tuple[int, int] | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._tx = _zeroed(TX_COUNTERS)
+        self._rx = _zeroed(RX_COUNTERS)
+
+    @property
+    def mtu(self) -> int:
+        """The TUN's MTU: the underlay's minus the encapsulation."""
+        return self.iface_mtu - self.OVERHEAD
+
+    # --- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the UDP socket, open and configure the TUN, start the threads. Acts in the
+        calling thread's network namespace. FlannelError (nothing left behind) on failure."""
+        if self._threads:
+            raise FlannelError(f"udp backend on {self.tun_name} is already started")
+        where = f"{self.iface_addr}:{self.port}"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw: socket.socket | None = None
+        tun = -1
+        try:
+            try:
+                sock.bind((str(self.iface_addr), self.port))
+            except OSError as e:
+                raise FlannelError(f"cannot bind the udp backend's socket to {where}: "
+                                   f"{e.strerror}") from None
+            # Blocking sends (a full send buffer waits, bounded by SO_SNDTIMEO) and
+            # non-blocking receives (MSG_DONTWAIT), as flannel's proxy does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SO_SNDTIMEO)
+            try:
+                raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            except OSError as e:
+                raise FlannelError(f"cannot open a raw socket for the udp backend's ICMP "
+                                   f"errors: {e.strerror}") from None
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SO_SNDTIMEO)
+            tun = open_tun(self.tun_name)
+            configure_tun(self.tun_name, self.tun_addr, self.mtu, self.network)
+            self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except BaseException:
+            sock.close()
+            if raw is not None:
+                raw.close()
+            if tun >= 0:
+                os.close(tun)     # the device is not persistent: it and its route go
+            raise
+        self._sock, self._raw, self._tun, self._stopping = sock, raw, tun, False
+        self._threads = [
+            threading.Thread(target=self._run, args=(self._tun_to_udp,),
+                             name=f"{self.tun_name}-tx", daemon=True),
+            threading.Thread(target=self._run, args=(self._udp_to_tun,),
+                             name=f"{self.tun_name}-rx", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        log.info("udp backend up: %s %s/32 mtu %d, route %s, UDP %s",
+                 self.tun_name, self.tun_addr, self.mtu, self.network, where)
+
+    def stop(self) -> None:
+        """Stop and join the threads, close the socket and the TUN (which removes the device
+        and its route). Idempotent."""
+        self._stopping = True
+        if self._wake is not None:
+            try:
+                os.write(self._wake[1], b"x")
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(JOIN_TIMEOUT)
+            if t.is_alive():
+                log.warning("data-plane thread %s did not stop in %.1f s", t.name, JOIN_TIMEOUT)
+        self._threads = []
+        for sock in (self._sock, self._raw):
+            if sock is not None:
+                sock.close()
+        self._sock = self._raw = None
+        if self._tun >= 0:
+            os.close(self._tun)
+            self._tun = -1
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
+
+    def set_routes(self, routes: Routes) -> None:
+        """Swap in a new snapshot. One attribute store: the loops see the old snapshot or the
+        new one whole, from their next batch on."""
+        self._routes = routes
+
+    @property
+    def routes(self) -> Routes:
+        return self._routes
+
+    def alive(self) -> bool:
+        """Started, not stopped, and both data-plane threads running."""
+        return (bool(self._threads) and not self._stopping
+                and all(t.is_alive() for t in self._threads))
+
+    def counters(self) -> dict[str, int]:
+        """tx_/rx_ packets and bytes, drop_<reason> for every reason in DROP_REASONS,
+        icmp_sent_<kind> and icmp_failed, all since construction. Packet and byte counts
+        are published once per batch and when a loop goes idle."""
+        out = dict(self._tx)
+        for key, value in list(self._rx.items()):
+            out[key] = out.get(key, 0) + value
+        return out
+
+    # --- the loops -----------------------------------------------------------------------
+
+    def _run(self, loop) -> None:
+        try:
+            loop()
+        except BaseException:
+            if not self._stopping:
+                log.exception("udp backend thread %s died", threading.current_thread().name)
+
+    def _poller(self, fd: int) -> select.poll:
+        assert self._wake is not None
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.register(self._wake[0], select.POLLIN)
+        return p
+
+    def _tun_to_udp(self) -> None:
+        """Read packets from the TUN and send each to its peer; no route: ICMP net
+        unreachable back into the TUN."""
+        tun, sock, c = self._tun, self._sock, self._tx
+        assert sock is not None
+        wait = self._poller(tun).poll
+        read, sendto = os.read, sock.sendto
+        check, dst = check_ipv4, dst_of
+        drop_keys = _DROP_KEYS
+        k_send, k_read = drop_keys[DROP_SEND_ERROR], drop_keys[DROP_READ_ERROR]
+        packets = c["tx_packets"]
+        nbytes = c["tx_bytes"]
+        while not self._stopping:
+            lookup = self._routes.lookup
+            try:
+                for _ in range(BATCH):
+                    pkt = read(tun, BUFSIZE)
+                    reason = check(pkt)
+                    if reason is not None:
+                        c[drop_keys[reason]] += 1
+                        continue
+                    hop = lookup(dst(pkt))
+                    if hop is None:
+                        self._net_unreachable(pkt)
+                        continue
+                    try:
+                        sendto(pkt, hop)
+                    except OSError:
+                        c[k_send] += 1
+                        continue
+                    packets += 1
+                    nbytes += len(pkt)
+            except BlockingIOError:
+                c["tx_packets"] = packets
+                c["tx_bytes"] = nbytes
+                wait()
+                continue
+            except OSError as e:
+                c[k_read] += 1
+                _pause_after(e, wait)
+            c["tx_packets"] = packets
+            c["tx_bytes"] = nbytes
+
+    def _udp_to_tun(self) -> None:
+        """Receive datagrams from peers and write their packets into the TUN; TTL running
+        out: ICMP time exceeded back to the sender."""
+        tun, sock, c = self._tun, self._sock, self._rx
+        assert sock is not None
+        wait = self._poller(sock.fileno()).poll
+        buf = bytearray(BUFSIZE)
+        view = memoryview(buf)
+        recv, write = sock.recvfrom_into, os.write
+        check, dst, ttl = check_ipv4, dst_of, decrement_ttl
+        dontwait = socket.MSG_DONTWAIT
+        mask, net = int(self.subnet.netmask), int(self.subnet.network_address)
+        drop_keys = _DROP_KEYS
+        k_peer, k_local = drop_keys[DROP_UNKNOWN_PEER], drop_keys[DROP_NOT_LOCAL]
+        k_write, k_read = drop_keys[DROP_WRITE_ERROR], drop_keys[DROP_READ_ERROR]
+        packets = c["rx_packets"]
+        nbytes = c["rx_bytes"]
+        while not self._stopping:
+            peers = self._routes.peers
+            try:
+                for _ in range(BATCH):
+                    n, addr = recv(buf, BUFSIZE, dontwait)
+                    if addr[0] not in peers:
+                        c[k_peer] += 1
+                        continue
+                    pkt = view[:n]
+                    reason = check(pkt)
+                    if reason is not None:
+                        c[drop_keys[reason]] += 1
+                        continue
+                    if dst(pkt) & mask != net:
+                        c[k_local] += 1
+                        continue
+                    if not ttl(buf):
+                        self._time_exceeded(pkt, addr)
+                        continue
+                    try:
+                        write(tun, pkt)
+                    except OSError:
+                        c[k_write] += 1
+                        continue
+                    packets += 1
+                    nbytes += n
+            except BlockingIOError:
+                c["rx_packets"] = packets
+                c["rx_bytes"] = nbytes
+                wait()
+                continue
+            except OSError as e:
+                c[k_read] += 1
+                _pause_after(e, wait)
+            c["rx_packets"] = packets
+            c["rx_bytes"] = nbytes
+
+    def _net_unreachable(self, pkt: bytes) -> None:
+        """Count the drop; send ICMP net unreachable (from the TUN address) to the packet's
+        source through the node's own stack. Off the fast path."""
+        c = self._tx
+        c[_DROP_KEYS[DROP_NO_ROUTE]] += 1
+        icmp = icmp_error(pkt, ICMP_DEST_UNREACH, CODE_NET_UNREACH, int(self.tun_addr))
+        if icmp is None:
+            return
+        try:
+            assert self._raw is not None
+            self._raw.sendto(icmp, (str(IPv4Address(src_of(pkt))), 0))
+            c["icmp_sent_net_unreach"] += 1
+        except OSError:
+            c["icmp_failed"] += 1
+
+    def _time_exceeded(self, pkt: memoryview, sender: tuple[str, int]) -> None:
+        """Count the drop; send ICMP time exceeded (from the TUN address) to the packet's
+        source, through the peer that sent it. Off the fast path."""
+        c = self._rx
+        c[_DROP_KEYS[DROP_TTL_EXCEEDED]] += 1
+        icmp = icmp_error(pkt, ICMP_TIME_EXCEEDED, CODE_TTL_EXCEEDED, int(self.tun_addr))
+        if icmp is None:
+            return
+        try:
+            assert self._sock is not None
+            self._sock.sendto(icmp, sender)
+            c["icmp_sent_time_exceeded"] += 1
+        except OSError:
+            c["icmp_failed"] += 1
+
+
+def _pause_after(e: OSError, wait) -> None:
+    """After an unexpected read error, wait up to 100 ms (or for the wake pipe) so that a
+    persistent one (say, the device gone) cannot spin the loop."""
+    if e.errno != errno.EINTR:
+        wait(100)

@@ -1,0 +1,1 @@
+"""The daemon's I/O shells: tun device, netlink, etcd, files and iptables; they call into core."""
