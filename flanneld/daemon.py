@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from . import leases
-from .backends import udp
+from . import backends, leases
 from .core import config as netconfig
 from .core import metrics
 from .core import subnet_file as subnet_text
@@ -52,7 +51,7 @@ class Daemon:
         self.rng = rng or random.Random()
         self.events: queue.SimpleQueue = queue.SimpleQueue()  # put() is signal-safe
         self.lease: Lease | None = None
-        self.backend: udp.UdpBackend | None = None
+        self.backend: backends.UdpBackend | None = None
         self.table = LeaseTable(None)
         self.port = 0
         self.chains: list[ChainSpec] = []
@@ -84,9 +83,9 @@ class Daemon:
             return 0
         self.lease, self.port = lease, config.backend_port
         self.table = LeaseTable(lease.subnet)
-        self.backend = udp.UdpBackend(iface_addr=underlay.address, iface_mtu=underlay.mtu,
-                                      port=config.backend_port, network=config.network,
-                                      subnet=lease.subnet)
+        self.backend = backends.create(config.backend_type, iface_addr=underlay.address,
+                                       iface_mtu=underlay.mtu, port=config.backend_port,
+                                       network=config.network, subnet=lease.subnet)
         self.backend.start()
         server = None
         try:

@@ -145,15 +145,16 @@ class EtcdServer:
         self.stop()
         return self.start()
 
-    def _etcdctl(self, *args: str, timeout: float = 15) -> subprocess.CompletedProcess:
+    def _etcdctl(self, *args: str, timeout: float = 15,
+                 input: str | None = None) -> subprocess.CompletedProcess:  # noqa: A002
         tls = (["--cacert", str(self.ca), "--cert", str(self.client_cert),
                 "--key", str(self.client_key)] if self.cert else [])
         return run(ETCDCTL, "--endpoints", self.url, *tls, *args, netns=self.netns,
-                   check=False, timeout=timeout, env=_env())
+                   check=False, timeout=timeout, env=_env(), input=input)
 
-    def etcdctl(self, *args: str, timeout: float = 15) -> str:
+    def etcdctl(self, *args: str, timeout: float = 15, input: str | None = None) -> str:  # noqa: A002
         """etcdctl's stdout (v3 API, this server, its netns); RuntimeError when it fails."""
-        out = self._etcdctl(*args, timeout=timeout)
+        out = self._etcdctl(*args, timeout=timeout, input=input)
         if out.returncode != 0:
             raise RuntimeError(f"etcdctl {' '.join(args)} failed ({out.returncode}): "
                                f"{out.stderr.strip()}")
