@@ -117,7 +117,8 @@ class Cluster:
 
     def __init__(self, nodes: int = 3, network: str = "10.244.0.0/16",
                  lease_ttl: int | None = None, extra_args: tuple[str, ...] = (),
-                 underlay: int = 77, prefix: str = "/coreos.com/network") -> None:
+                 underlay: int = 77, prefix: str = "/coreos.com/network",
+                 write_config: bool = True, wait: bool = True) -> None:
         self.spaces = Namespaces()
         self.workdir = Path(tempfile.mkdtemp(prefix="pyflannel-cluster-"))
         self.network = network
@@ -127,6 +128,8 @@ class Cluster:
         self.lease_ttl = lease_ttl
         self.extra_args = extra_args
         self.count = nodes
+        self.write_config = write_config
+        self.wait = wait
         self.hub = ""
         self.etcd: EtcdServer | None = None
         self.nodes: list[Node] = []
@@ -152,13 +155,15 @@ class Cluster:
         self.etcd = EtcdServer(netns=self.hub, ip=f"{self.underlay}.1",
                                data_dir=self.workdir / "etcd", name=unique("etcd"))
         self.etcd.start()
-        self.put_config({"Network": self.network, "Backend": {"Type": "udp"}})
+        if self.write_config:
+            self.put_config({"Network": self.network, "Backend": {"Type": "udp"}})
         for i in range(self.count):
             self.nodes.append(self._make_node(i))
         for node in self.nodes:
             self.start_node(node)
-        for node in self.nodes:
-            self.wait_ready(node)
+        if self.wait:
+            for node in self.nodes:
+                self.wait_ready(node)
 
     def put_config(self, config: dict) -> None:
         assert self.etcd is not None

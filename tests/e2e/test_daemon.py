@@ -1,0 +1,87 @@
+"""flanneld's own behaviour on one or two nodes with a real etcd: waiting for the network
+config, refusing a bad one, the iptables chains, and /healthz while etcd is away."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from lab.cluster import Cluster
+from lab.netns import run
+
+from .test_cluster import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_waits_for_the_network_config_then_starts() -> None:
+    with Cluster(nodes=1, write_config=False, wait=False, underlay=81) as c:
+        node = c.nodes[0]
+        assert wait_for(lambda: "waiting for it" in node.log(), timeout=10), node.log()
+        time.sleep(1.5)
+        assert node.proc is not None and node.proc.poll() is None
+        assert not node.subnet_file.exists()
+        c.put_config({"Network": "10.246.0.0/16"})
+        c.wait_ready(node)
+        assert node.subnet().startswith("10.246.")
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"Network": "10.244.0.0/30"}', "/28"),
+    ('{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}', "vxlan"),
+    ("not json", "JSON"),
+])
+def test_a_bad_network_config_exits_with_a_clear_message(config: str, message: str) -> None:
+    with Cluster(nodes=1, write_config=False, wait=False, underlay=82) as c:
+        c.etcd.etcdctl("put", f"{c.prefix}/config", config)
+        node = c.nodes[0]
+        assert node.proc is not None and node.proc.wait(20) == 1
+        assert message in node.log(), node.log()
+        assert not node.subnet_file.exists()
+
+
+def chain(netns: str, table: str, name: str) -> list[str]:
+    listing = run("iptables", "-t", table, "-S", netns=netns).stdout.splitlines()
+    return [line for line in listing if name in line]
+
+
+def test_masquerade_and_forward_rules_are_installed_kept_and_removed() -> None:
+    args = ("--ip-masq", "--iptables-resync=1")
+    with Cluster(nodes=1, extra_args=args, underlay=83) as c:
+        node = c.nodes[0]
+        assert node.subnet_file.read_text().endswith("FLANNEL_IPMASQ=true\n")
+        masq = chain(node.netns, "nat", "FLANNEL-POSTRTG")
+        assert "-N FLANNEL-POSTRTG" in masq and len(masq) == 1 + 1 + 6
+        assert any(line.startswith("-A POSTROUTING") for line in masq)
+        fwd = chain(node.netns, "filter", "FLANNEL-FWD")
+        assert len(fwd) == 1 + 1 + 2
+        # Someone flushes our chain and removes the forward jump: both come back.
+        run("iptables", "-t", "nat", "-F", "FLANNEL-POSTRTG", netns=node.netns)
+        run("iptables", "-t", "filter", "-D", "FORWARD", "-m", "comment", "--comment",
+            "flanneld forward", "-j", "FLANNEL-FWD", netns=node.netns)
+        assert wait_for(lambda: chain(node.netns, "nat", "FLANNEL-POSTRTG") == masq
+                        and chain(node.netns, "filter", "FLANNEL-FWD") == fwd, timeout=5)
+        assert "had been changed; restored it" in node.log()
+        # Restarting does not duplicate anything.
+        assert c.stop_node(node, signal.SIGKILL) == -signal.SIGKILL
+        c.start_node(node)
+        c.wait_ready(node)
+        assert chain(node.netns, "nat", "FLANNEL-POSTRTG") == masq
+        assert c.stop_node(node) == 0
+        assert chain(node.netns, "nat", "FLANNEL-POSTRTG") == []
+        assert chain(node.netns, "filter", "FLANNEL-FWD") == []
+
+
+def test_healthz_turns_503_when_the_lease_runs_out_with_etcd_away() -> None:
+    with Cluster(nodes=1, lease_ttl=3, underlay=84) as c:
+        node = c.nodes[0]
+        c.etcd.stop()
+        try:
+            assert wait_for(lambda: node.healthz() == 503, timeout=10)
+            assert "error renewing lease" in node.log()
+        finally:
+            c.etcd.start()
+        assert wait_for(lambda: node.healthz() == 200, timeout=15), node.log()[-2000:]
+        assert node.proc is not None and node.proc.poll() is None
