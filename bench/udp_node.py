@@ -1,0 +1,70 @@
+"""One node's udp backend with static routes, as its own process, for bench/throughput.py.
+
+Run inside the node's network namespace (the driver uses `ip netns exec`):
+
+    python -m bench.udp_node --underlay 192.168.90.1 --subnet 10.244.1.0/24 \
+        --peer 10.244.2.0/24=192.168.90.2 [--mtu 1500] [--port 8285] [--network 10.244.0.0/16]
+
+Prints one line "ready" once the backend is up; on SIGUSR1 prints its counters (and this
+process's CPU seconds) as one JSON line; runs until SIGTERM or SIGINT, then stops the
+backend (which removes the TUN device) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from ipaddress import IPv4Address, IPv4Network
+
+from flanneld.backends.udp import UdpBackend
+from flanneld.core.lease import Lease
+from flanneld.core.routes import Routes
+
+
+def peer(text: str) -> Lease:
+    subnet, _, public_ip = text.partition("=")
+    return Lease(IPv4Network(subnet), IPv4Address(public_ip))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.udp_node", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--underlay", type=IPv4Address, required=True, help="address to bind")
+    p.add_argument("--subnet", type=IPv4Network, required=True, help="this node's subnet")
+    p.add_argument("--peer", type=peer, action="append", default=[],
+                   help="SUBNET=PUBLIC_IP of another node (repeatable)")
+    p.add_argument("--network", type=IPv4Network, default=IPv4Network("10.244.0.0/16"))
+    p.add_argument("--mtu", type=int, default=1500, help="underlay MTU")
+    p.add_argument("--port", type=int, default=8285)
+    p.add_argument("--tun", default="flannel0")
+    args = p.parse_args(argv)
+
+    done = threading.Event()
+    report = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGUSR1, lambda *_: report.set())
+
+    backend = UdpBackend(iface_addr=args.underlay, iface_mtu=args.mtu, port=args.port,
+                         network=args.network, subnet=args.subnet, tun_name=args.tun)
+    backend.start()
+    try:
+        backend.set_routes(Routes.build(args.peer, args.port))
+        print("ready", flush=True)
+        while not done.is_set():
+            if report.wait(0.2):
+                report.clear()
+                times = os.times()
+                print(json.dumps({**backend.counters(), "alive": backend.alive(),
+                                  "cpu_seconds": times.user + times.system}), flush=True)
+    finally:
+        backend.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
