@@ -1,5 +1,5 @@
 # pyflannel: `make demo` and `make test` install what they need (as root on Debian 12),
-# idempotently, then run. `make bench` runs the benchmarks.
+# idempotently, then run. `make bench` runs the benchmarks (plugin start-up, data-plane throughput).
 
 VENV        ?= .venv
 PYTHON      ?= python3
@@ -19,6 +19,7 @@ test: install
 
 bench: install
 	$(PY) -m bench.cni_add_del
+	$(PY) -m bench.throughput
 
 lint: install
 	$(VENV)/bin/ruff check .

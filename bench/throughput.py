@@ -1,11 +1,13 @@
-"""Pod-to-pod TCP throughput across two nodes: pyflannel's udp backend against kernel VXLAN
-and plain routes (host-gw).
+"""Pod-to-pod TCP throughput across two nodes: pyflannel (the whole daemon, and its udp
+backend alone) against kernel VXLAN and plain routes (host-gw).
 
 Run as root:  python -m bench.throughput [--rounds N] [--seconds S] [--json]
 
-One topology builder serves all three modes: two node namespaces joined by a veth underlay
-(MTU 1500), each with a pod namespace on a veth whose node end is the pod's gateway. Per
-mode the nodes get:
+Mode flanneld is what a cluster runs: etcd on an underlay bridge, two nodes each running
+the installed `flanneld` (lab.cluster), a pod on each added through the installed CNI
+plugin (veth onto the bridge cni0, pod MTU 1472). The other modes share one topology
+builder: two node namespaces joined by a veth underlay (MTU 1500), each with a pod
+namespace on a veth whose node end is the pod's gateway. Per mode the nodes get:
 
 - udp:     each node's UdpBackend in its own process (`bench.udp_node`, started with
            `ip netns exec`), as on real nodes; pod MTU 1472 (underlay - 28).
@@ -39,9 +41,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from lab.cluster import Cluster
 from lab.netns import Namespaces, run
 
-MODES = ("udp", "vxlan", "host-gw")
+MODES = ("flanneld", "udp", "vxlan", "host-gw")
+PYFLANNEL = ("flanneld", "udp")
 UNDERLAY_MTU = 1500
 POD_MTU = {"udp": UNDERLAY_MTU - 28, "vxlan": UNDERLAY_MTU - 50, "host-gw": UNDERLAY_MTU}
 NETWORK = IPv4Network("10.244.0.0/16")
@@ -71,10 +75,9 @@ class Topology:
     mode: str
     nodes: list[str]
     pods: list[str]
+    pod_ips: list[IPv4Address]
     procs: list[subprocess.Popen] = field(default_factory=list)   # udp_node per node
-
-    def pod_ip(self, i: int) -> IPv4Address:
-        return SUBNETS[i].network_address + 2
+    cluster: Cluster | None = None                                # mode flanneld
 
 
 def ip(netns: str, *args: str) -> None:
@@ -100,13 +103,26 @@ def build(ns: Namespaces, mode: str) -> Topology:
            "dev", "eth0")
         ip(pod, "link", "set", "eth0", "up")
         ip(pod, "route", "add", "default", "via", str(gw))
-    topo = Topology(mode, nodes, pods)
+    topo = Topology(mode, nodes, pods, [s.network_address + 2 for s in SUBNETS])
     if mode == "vxlan":
         _vxlan(topo)
     elif mode == "host-gw":
         for i, node in enumerate(nodes):
             ip(node, "route", "add", str(SUBNETS[1 - i]), "via", str(UNDERLAY[1 - i]))
     return topo
+
+
+def build_cluster() -> Topology:
+    """Two nodes running flanneld with etcd, a pod on each through the CNI plugin."""
+    cluster = Cluster(nodes=2, underlay=91)
+    try:
+        cluster.start()
+        pods = [cluster.add_pod(node) for node in cluster.nodes]
+    except BaseException:
+        cluster.teardown()
+        raise
+    return Topology("flanneld", [n.netns for n in cluster.nodes], [p.netns for p in pods],
+                    [IPv4Address(p.ip) for p in pods], cluster=cluster)
 
 
 def _vxlan(topo: Topology) -> None:
@@ -200,11 +216,11 @@ class Sample:
 def iperf(topo: Topology, seconds: int, extra_timeout: float) -> Sample:
     server = subprocess.Popen(
         ["ip", "netns", "exec", topo.pods[1], "iperf3", "-s", "-1", "-p", str(IPERF_PORT),
-         "-B", str(topo.pod_ip(1))],
+         "-B", str(topo.pod_ips[1])],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_listening(topo.pods[1], server)
-        done = run("iperf3", "-c", str(topo.pod_ip(1)), "-p", str(IPERF_PORT), "-t",
+        done = run("iperf3", "-c", str(topo.pod_ips[1]), "-p", str(IPERF_PORT), "-t",
                    str(seconds), "-J", "--connect-timeout", "3000", netns=topo.pods[0],
                    check=False, timeout=seconds + extra_timeout)
         try:
@@ -234,7 +250,17 @@ def _wait_listening(pod: str, server: subprocess.Popen, timeout: float = 10) -> 
     raise BenchError(f"iperf3 server in {pod} is not listening after {timeout:.0f} s")
 
 
+def _daemon_tx_packets(topo: Topology) -> float:
+    assert topo.cluster is not None
+    return topo.cluster.nodes[0].metrics().get("flanneld_udp_tx_packets_total", 0.0)
+
+
 def measure(topo: Topology, seconds: int, extra_timeout: float) -> Sample:
+    if topo.mode == "flanneld":
+        before, t0 = _daemon_tx_packets(topo), time.monotonic()
+        sample = iperf(topo, seconds, extra_timeout)
+        sample.pps = (_daemon_tx_packets(topo) - before) / (time.monotonic() - t0)
+        return sample
     if topo.mode != "udp":
         return iperf(topo, seconds, extra_timeout)
     before, t0 = udp_report(topo), time.monotonic()
@@ -263,15 +289,18 @@ def summary(samples: list[Sample]) -> dict:
             "iperf_cpu_client_median": statistics.median(s.cpu_client for s in mine),
             "iperf_cpu_server_median": statistics.median(s.cpu_server for s in mine),
         }
-        if mode == "udp":
+        if mode in PYFLANNEL:
             entry["pps_median"] = statistics.median(s.pps or 0 for s in mine)
+        if mode == "udp":
             entry["backend_cpu_median"] = [
                 statistics.median(s.backend_cpu[i] for s in mine if s.backend_cpu)
                 for i in range(2)]
         out[mode] = entry
-    for other in ("vxlan", "host-gw"):
-        if "udp" in out and other in out and out[other]["mbps_median"]:
-            out[f"ratio_udp/{other}"] = out["udp"]["mbps_median"] / out[other]["mbps_median"]
+    for ours in PYFLANNEL:
+        for other in ("vxlan", "host-gw"):
+            if ours in out and other in out and out[other]["mbps_median"]:
+                out[f"ratio_{ours}/{other}"] = (out[ours]["mbps_median"]
+                                                / out[other]["mbps_median"])
     return out
 
 
@@ -286,14 +315,16 @@ def print_summary(result: dict, rounds: int, seconds: int) -> None:
         print(f"{mode:8} {e['mbps_median']:9.1f} {e['retransmits_median']:6.0f} "
               f"{e['iperf_cpu_client_median']:8.1f} {e['iperf_cpu_server_median']:8.1f}   "
               f"{e['mbps']}")
+    if "flanneld" in result:
+        print(f"flanneld: {result['flanneld']['pps_median']:.0f} packets/s node A tun->udp")
     if "udp" in result:
         e = result["udp"]
         print(f"udp backend: {e['pps_median']:.0f} packets/s node A tun->udp; CPU of the "
               f"udp_node processes (% of one CPU): "
               f"{', '.join(f'{c:.0f}' for c in e['backend_cpu_median'])}")
-    for key in ("ratio_udp/vxlan", "ratio_udp/host-gw"):
-        if key in result:
-            print(f"pyflannel/{key.split('/')[1]}: {result[key]:.3f}")
+    for key in sorted(k for k in result if k.startswith("ratio_")):
+        ours, other = key[len("ratio_"):].split("/")
+        print(f"{ours}/{other}: {result[key]:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     try:
         for mode in modes:
+            if mode == "flanneld":
+                topos.append(build_cluster())
+                continue
             topos.append(build(ns, mode))
             if mode == "udp":
                 start_udp_nodes(topos[-1], timeout=15)
@@ -345,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # finish the cleanup
         for topo in topos:
             stop_procs(topo.procs)
+            if topo.cluster is not None:
+                topo.cluster.teardown()
         ns.cleanup()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     result = summary(samples)
