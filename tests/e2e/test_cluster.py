@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -82,6 +83,12 @@ data = os.urandom(int(sys.argv[2]))
 c = socket.create_connection((sys.argv[1], 5301), timeout=30); c.sendall(data); c.close()
 print(len(data), hashlib.sha256(data).hexdigest())
 """
+
+
+def logged_at(node: Node, text: str) -> datetime:
+    """When the node's flanneld logged the last line containing `text`."""
+    line = [x for x in node.log().splitlines() if text in x][-1]
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
 
 
 def tcp_transfer(src: Pod, dst: Pod, megabytes: int = 8) -> bool:
@@ -188,13 +195,16 @@ def test_etcd_outage_keeps_traffic_flowing_and_daemons_resync(cluster: Cluster) 
         assert tcp_transfer(a, b, megabytes=2)
     finally:
         cluster.etcd.start()
-    # A lease put while the daemons were reconnecting must reach every node.
+    for node in cluster.nodes:
+        assert wait_for(lambda n=node: "etcd is back" in n.log(), timeout=15), node.log()
+    # Watching again: a new peer's lease reaches every node within a second.
     cluster.etcd.etcdctl("put", f"{cluster.prefix}/subnets/10.244.200.0-24",
                          '{"PublicIP":"192.168.77.99","PublicIPv6":null}')
+    put_at = datetime.now()
     for node in cluster.nodes:
         assert wait_for(lambda n=node: any(p["subnet"] == "10.244.200.0/24"
-                                           for p in n.peers()), timeout=15), node.log()[-2000:]
-        assert "etcd is back" in node.log()
+                                           for p in n.peers()), timeout=5), node.log()[-2000:]
+        assert logged_at(node, "peer 10.244.200.0/24 added") - put_at < timedelta(seconds=1)
     cluster.etcd.etcdctl("del", f"{cluster.prefix}/subnets/10.244.200.0-24")
     assert all_reachable(cluster) == []
     for node in cluster.nodes:

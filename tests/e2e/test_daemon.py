@@ -85,3 +85,26 @@ def test_healthz_turns_503_when_the_lease_runs_out_with_etcd_away() -> None:
             c.etcd.start()
         assert wait_for(lambda: node.healthz() == 200, timeout=15), node.log()[-2000:]
         assert node.proc is not None and node.proc.poll() is None
+
+
+def test_a_full_network_exits_with_a_clear_message() -> None:
+    with Cluster(nodes=1, write_config=False, wait=False, underlay=85) as c:
+        c.put_config({"Network": "10.247.0.0/22", "SubnetLen": 24})  # 10.247.1-3.0/24
+        for i in (1, 2, 3):
+            c.etcd.etcdctl("put", f"{c.prefix}/subnets/10.247.{i}.0-24",
+                           f'{{"PublicIP":"192.168.85.{100 + i}","PublicIPv6":null}}')
+        node = c.nodes[0]
+        assert node.proc is not None and node.proc.wait(20) == 1
+        assert "out of subnets" in node.log(), node.log()
+
+
+def test_a_dead_first_etcd_endpoint_fails_over_to_the_next() -> None:
+    endpoints = "--etcd-endpoints=http://192.168.86.1:2999,http://192.168.86.1:2379"
+    with Cluster(nodes=1, extra_args=(endpoints,), underlay=86) as c:
+        node = c.nodes[0]
+        assert node.healthz() == 200
+        assert len(etcd_keys(c)) == 1
+
+
+def etcd_keys(c: Cluster) -> list[str]:
+    return c.etcd.etcdctl("get", "--prefix", "--keys-only", f"{c.prefix}/subnets/").split()
