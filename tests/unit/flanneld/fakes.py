@@ -20,6 +20,7 @@ class MemoryRegistry:
         self.down = False
         self.before_create: Callable[[IPv4Network], None] | None = None
         self.calls: list[str] = []
+        self.watches: list[tuple[int, Callable]] = []
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -49,6 +50,11 @@ class MemoryRegistry:
                     ttl: int | None) -> Lease:
         self._call("renew")
         return self._lease(subnet, public_ip, ttl)
+
+    def watch_leases(self, start_revision: int, sink: Callable) -> Callable[[], None]:
+        self._call("watch")
+        self.watches.append((start_revision, sink))
+        return lambda: self.calls.append("cancel")
 
     def delete_lease(self, subnet: IPv4Network) -> None:
         self._call("delete")
