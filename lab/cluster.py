@@ -13,7 +13,6 @@ and the throughput benchmark.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -25,19 +24,15 @@ from pathlib import Path
 
 from lab.etcd import EtcdServer
 from lab.netns import Namespaces, run, unique
-from lab.plugin import invoke
+from lab.plugin import installed, invoke
 
 HEALTHZ_PORT = 8471
 UNDERLAY_MTU = 1500
 
 
 def flanneld_binary() -> str:
-    """The daemon under test: $PYFLANNEL_FLANNELD_BIN, else the one installed beside python."""
-    explicit = os.environ.get("PYFLANNEL_FLANNELD_BIN")
-    if explicit:
-        return explicit
-    beside = os.path.join(os.path.dirname(sys.executable), "flanneld")
-    return beside if os.path.exists(beside) else shutil.which("flanneld") or "flanneld"
+    """The daemon under test: $PYFLANNEL_FLANNELD_BIN, else the installed `flanneld`."""
+    return installed("flanneld", "PYFLANNEL_FLANNELD_BIN")
 
 
 def http_get(netns: str, port: int, path: str, timeout: float = 5) -> tuple[int, str]:

@@ -14,13 +14,18 @@ from lab.netns import run
 SPEC_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 
-def plugin_binary() -> str:
-    """The executable under test: $PYFLANNEL_CNI_BIN, else the one installed beside python."""
-    explicit = os.environ.get("PYFLANNEL_CNI_BIN")
+def installed(name: str, env_var: str) -> str:
+    """An executable under test: $<env_var>, else `name` installed beside python."""
+    explicit = os.environ.get(env_var)
     if explicit:
         return explicit
-    beside = os.path.join(os.path.dirname(sys.executable), "pyflannel")
-    return beside if os.path.exists(beside) else shutil.which("pyflannel") or "pyflannel"
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.path.exists(beside) else shutil.which(name) or name
+
+
+def plugin_binary() -> str:
+    """The CNI executable under test: $PYFLANNEL_CNI_BIN, else the installed `pyflannel`."""
+    return installed("pyflannel", "PYFLANNEL_CNI_BIN")
 
 
 REFERENCE_CNI_DIR = "/usr/lib/cni"
