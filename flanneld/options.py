@@ -154,9 +154,10 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
                           f"(1..{LEASE_TTL * 30} seconds)")
     if not 0 <= ns.healthz_port <= 65535:
         raise ConfigError(f"--healthz-port={ns.healthz_port} is not a port number")
+    renew_margin(ns.subnet_lease_renew_margin)  # ConfigError outside 1..1439
     if ns.iptables_resync < 1:
         raise ConfigError(f"--iptables-resync={ns.iptables_resync} must be at least 1 second")
-    opts = Options(
+    return Options(
         etcd_endpoints=tuple(ns.etcd_endpoints), etcd_prefix=ns.etcd_prefix,
         etcd_cafile=ns.etcd_cafile or None, etcd_certfile=ns.etcd_certfile or None,
         etcd_keyfile=ns.etcd_keyfile or None, etcd_username=ns.etcd_username or None,
@@ -166,5 +167,3 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         subnet_lease_ttl=ns.subnet_lease_ttl, healthz_ip=ns.healthz_ip,
         healthz_port=ns.healthz_port, iptables_resync=ns.iptables_resync,
         iptables_forward_rules=ns.iptables_forward_rules, verbosity=ns.verbosity)
-    opts.renew_margin_seconds  # noqa: B018 (validates the range, ConfigError if outside)
-    return opts

@@ -314,32 +314,30 @@ class UdpBackend:
                 pause(ERROR_PAUSE_MS)      # a persistent error (say, the device gone)
 
     def _net_unreachable(self, pkt: bytes) -> None:
-        """Count the drop; send ICMP net unreachable (from the TUN address) to the packet's
-        source through the node's own stack. Off the fast path."""
-        c = self._counts
-        c[_DROP_KEYS[DROP_NO_ROUTE]] += 1
-        icmp = icmp_error(pkt, ICMP_DEST_UNREACH, CODE_NET_UNREACH, int(self.tun_addr))
-        if icmp is None:
-            return
-        try:
-            assert self._raw is not None
-            self._raw.sendto(icmp, (str(IPv4Address(src_of(pkt))), 0))
-            c["icmp_sent_net_unreach"] += 1
-        except OSError:
-            c["icmp_failed"] += 1
+        """No route: ICMP net unreachable to the packet's source through the node's own
+        stack (a raw socket). Off the fast path."""
+        assert self._raw is not None
+        self._icmp_error(pkt, DROP_NO_ROUTE, ICMP_DEST_UNREACH, CODE_NET_UNREACH, self._raw,
+                         (str(IPv4Address(src_of(pkt))), 0), "icmp_sent_net_unreach")
 
     def _time_exceeded(self, pkt: memoryview, sender: tuple[str, int]) -> None:
-        """Count the drop; send ICMP time exceeded (from the TUN address) to the packet's
-        source, through the peer that sent it. Off the fast path."""
+        """TTL exhausted: ICMP time exceeded to the packet's source, through the peer that
+        sent it. Off the fast path."""
+        assert self._sock is not None
+        self._icmp_error(pkt, DROP_TTL_EXCEEDED, ICMP_TIME_EXCEEDED, CODE_TTL_EXCEEDED,
+                         self._sock, sender, "icmp_sent_time_exceeded")
+
+    def _icmp_error(self, pkt: bytes | memoryview, reason: str, type_: int, code: int,
+                    sock: socket.socket, to: tuple[str, int], sent: str) -> None:
+        """Count the drop; send the ICMP error (from the TUN address) if one may be sent."""
         c = self._counts
-        c[_DROP_KEYS[DROP_TTL_EXCEEDED]] += 1
-        icmp = icmp_error(pkt, ICMP_TIME_EXCEEDED, CODE_TTL_EXCEEDED, int(self.tun_addr))
+        c[_DROP_KEYS[reason]] += 1
+        icmp = icmp_error(pkt, type_, code, int(self.tun_addr))
         if icmp is None:
             return
         try:
-            assert self._sock is not None
-            self._sock.sendto(icmp, sender)
-            c["icmp_sent_time_exceeded"] += 1
+            sock.sendto(icmp, to)
+            c[sent] += 1
         except OSError:
             c["icmp_failed"] += 1
 
