@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.etcd import EtcdServer
+from lab.kept import KeptCluster, Process
 from lab.netns import Namespaces, run, unique
 from lab.plugin import installed, invoke
 
@@ -128,6 +129,7 @@ class Cluster:
         self.hub = ""
         self.etcd: EtcdServer | None = None
         self.nodes: list[Node] = []
+        self.kept = False
 
     def __enter__(self) -> Cluster:
         try:
@@ -138,7 +140,8 @@ class Cluster:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.teardown()
+        if not self.kept:
+            self.teardown()
 
     # -- bring-up -----------------------------------------------------------------------
 
@@ -193,7 +196,7 @@ class Cluster:
         node.proc = subprocess.Popen(["ip", "netns", "exec", node.netns,
                                       *self.flanneld_args(node)],
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
 
     def wait_ready(self, node: Node, timeout: float = 30) -> None:
@@ -248,6 +251,15 @@ class Cluster:
         self.spaces.remove(pod.netns)
 
     # -- teardown -----------------------------------------------------------------------
+
+    def keep(self) -> KeptCluster:
+        """Leave everything running past this process (the context manager then keeps
+        it); the record `lab.kept` removes it with."""
+        assert self.etcd is not None and self.etcd.pid is not None
+        pids = [n.proc.pid for n in self.nodes if n.proc and n.proc.poll() is None]
+        self.kept = True
+        return KeptCluster(self.net_name, str(self.workdir), tuple(self.spaces.made),
+                           tuple(Process.of(pid) for pid in [*pids, self.etcd.pid]))
 
     def teardown(self) -> None:
         for node in self.nodes:

@@ -79,6 +79,10 @@ class EtcdServer:
         return f"http://{_host('127.0.0.1' if self.netns else self.ip)}:{self.peer_port}"
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -104,7 +108,8 @@ class EtcdServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, env=_env())
+                                          stderr=subprocess.STDOUT, env=_env(),
+                                          start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
         while not self._healthy():
             if self._proc.poll() is not None:
