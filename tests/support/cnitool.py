@@ -51,3 +51,7 @@ def run_cnitool(binary: Path, command: str, net: str, pod: str, *, node: str, co
     cmd = ["ip", "netns", "exec", node, str(binary), command, net, os.path.join(NETNS_DIR, pod)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+if __name__ == "__main__":  # `make cnitool`
+    print(build_cnitool())
