@@ -1,8 +1,8 @@
 """`flanneld`: parse flags and environment, connect to etcd, run the daemon until SIGTERM.
 
 Exit status: 0 after a clean stop (the lease stays in etcd), 1 on a fatal error (bad
-network config, network full, lease lost to another node, data plane failure), 2 on bad
-flags.
+network config in etcd, network full, lease lost to another node, data plane failure), 2
+on bad flags or a bad --net-config-path file (found before etcd is touched).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ log = logging.getLogger("flanneld")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .network_config import read_file
     from .options import parse
 
     try:
         opts = parse(sys.argv[1:] if argv is None else argv, os.environ)
+        config_file = read_file(opts.net_config_path) if opts.net_config_path else None
     except ConfigError as e:
         print(f"flanneld: error: {e}", file=sys.stderr)
         return 2
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             endpoints=opts.etcd_endpoints, prefix=opts.etcd_prefix, cafile=opts.etcd_cafile,
             certfile=opts.etcd_certfile, keyfile=opts.etcd_keyfile,
             username=opts.etcd_username, password=opts.etcd_password))
-        daemon = Daemon(opts, registry)
+        daemon = Daemon(opts, registry, config_file=config_file)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.request_stop())
         log.info("flanneld starting: etcd %s, prefix %s", ",".join(opts.etcd_endpoints),

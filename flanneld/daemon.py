@@ -1,10 +1,11 @@
 """The daemon's control loop: config, lease, data plane, subnet file, watch, renewals.
 
-Start-up follows flannel's order: wait for the network config in etcd, pick the
-interface, acquire the lease, start the backend, install the iptables rules, write the
-subnet file, serve /healthz. Then one thread runs everything that is not per packet,
-driven by a queue (watch responses from etcd's thread, the stop request from the signal
-handler) and by deadlines (renewal, watch re-establishment, iptables resync, liveness).
+Start-up follows flannel's order: wait for the network config in etcd (or write the
+config file's there when etcd has none), pick the interface, acquire the lease, start the
+backend, install the iptables rules, write the subnet file, serve /healthz. Then one
+thread runs everything that is not per packet, driven by a queue (watch responses from
+etcd's thread, the stop request from the signal handler) and by deadlines (renewal, watch
+re-establishment, iptables resync, liveness).
 etcd being away never stops forwarding: the last known peers stay in place, the watch is
 re-established with backoff, and a compacted watch re-lists.
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from . import backends, leases
+from . import backends, leases, network_config
 from .core import config as netconfig
 from .core import metrics
 from .core import subnet_file as subnet_text
@@ -44,9 +45,11 @@ _STOP = object()
 class Daemon:
     def __init__(self, opts: Options, registry: EtcdRegistry,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 config_file: network_config.ConfigFile | None = None) -> None:
         self.opts = opts
         self.registry = registry
+        self.config_file = config_file
         self.clock = clock
         self.rng = rng or random.Random()
         self.events: queue.SimpleQueue = queue.SimpleQueue()  # put() is signal-safe
@@ -144,18 +147,18 @@ class Daemon:
     # -- start-up helpers ---------------------------------------------------------------
 
     def _config(self) -> netconfig.NetworkConfig | None:
-        """The network config, waiting while it is absent; ConfigError when invalid."""
+        """The network config (written from the config file when etcd has none), waiting
+        while it is absent; ConfigError when invalid."""
         key = f"{self.opts.etcd_prefix.rstrip('/')}/config"
-        text = self.registry.get_network_config()
+        config = network_config.fetch(self.registry, self.config_file, key)
         waited = False
-        while text is None:
+        while config is None:
             if not waited:
                 log.warning("no network config at %s yet; waiting for it", key)
                 waited = True
             if self._wait(CONFIG_POLL):
                 return None
-            text = self.registry.get_network_config()
-        config = netconfig.parse(text)
+            config = network_config.fetch(self.registry, self.config_file, key)
         log.info("network %s, /%d subnets from %s to %s, backend %s port %d", config.network,
                  config.subnet_len, config.subnet_min, config.subnet_max,
                  config.backend_type, config.backend_port)

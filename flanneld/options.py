@@ -28,6 +28,7 @@ class Options:
     etcd_keyfile: str | None
     etcd_username: str | None
     etcd_password: str | None
+    net_config_path: str | None      # written to etcd as the network config when absent
     iface: tuple[str, ...]
     public_ip: IPv4Address | None
     ip_masq: bool
@@ -84,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--etcd-keyfile", default=None, metavar="FILE", help="client key for etcd")
     a("--etcd-username", default=None, help="etcd user (with --etcd-password)")
     a("--etcd-password", default=None, help="etcd password")
+    a("--net-config-path", default="", metavar="FILE",
+      help="network config file (flannel's JSON), validated at start and written to "
+           "<prefix>/config if etcd has none; an existing config is never overwritten "
+           "(default: none, wait for the config in etcd)")
     a("--iface", action="append", default=[], metavar="NAME|IP",
       help="underlay interface by name or address; repeatable, the first present wins "
            "(default: the interface of the default route)")
@@ -161,7 +166,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         etcd_endpoints=tuple(ns.etcd_endpoints), etcd_prefix=ns.etcd_prefix,
         etcd_cafile=ns.etcd_cafile or None, etcd_certfile=ns.etcd_certfile or None,
         etcd_keyfile=ns.etcd_keyfile or None, etcd_username=ns.etcd_username or None,
-        etcd_password=ns.etcd_password or None, iface=tuple(iface), public_ip=public_ip,
+        etcd_password=ns.etcd_password or None,
+        net_config_path=ns.net_config_path or None, iface=tuple(iface), public_ip=public_ip,
         ip_masq=ns.ip_masq, subnet_file=ns.subnet_file,
         subnet_lease_renew_margin=ns.subnet_lease_renew_margin,
         subnet_lease_ttl=ns.subnet_lease_ttl, healthz_ip=ns.healthz_ip,

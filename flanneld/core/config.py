@@ -5,7 +5,8 @@ SubnetLen defaults to 24 if Network is /22 or larger, else Network's prefix + 2,
 leave room for four subnets; SubnetMin defaults to the second subnet, SubnetMax to the last;
 both lie in Network on a SubnetLen boundary. Backend defaults to udp on port 8285.
 Keys match case-insensitively and `null` means absent, as with Go's encoding/json;
-unknown keys are ignored. Only IPv4 and the udp backend are supported.
+unknown keys are ignored. Only IPv4 and the udp backend are supported. `differences` says
+how two configs disagree once defaulted (etcd's and a file's, say).
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ class NetworkConfig:
         """Whether a lease's subnet is usable under this config (flannel's isSubnetConfigCompat)."""
         return (subnet.prefixlen == self.subnet_len
                 and self.subnet_min <= subnet.network_address <= self.subnet_max)
+
+
+# Each field of NetworkConfig by flannel's key name.
+_KEYS = (("Network", "network"), ("SubnetLen", "subnet_len"), ("SubnetMin", "subnet_min"),
+         ("SubnetMax", "subnet_max"), ("Backend.Type", "backend_type"),
+         ("Backend.Port", "backend_port"))
+
+
+def differences(a: NetworkConfig, b: NetworkConfig) -> list[str]:
+    """Every key whose defaulted value differs, as "<key> <a's> != <b's>" (e.g.
+    "Network 10.244.0.0/16 != 10.245.0.0/16"); empty when both mean the same network."""
+    return [f"{key} {getattr(a, name)} != {getattr(b, name)}" for key, name in _KEYS
+            if getattr(a, name) != getattr(b, name)]
 
 
 def _bad(msg: str) -> ConfigError:

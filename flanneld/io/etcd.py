@@ -230,6 +230,21 @@ class EtcdRegistry:
             value, _meta = self._client().get(self._config_key)
         return None if value is None else value.decode("utf-8", errors="replace")
 
+    def create_network_config(self, text: str) -> tuple[bool, str]:
+        """Write `text` at <prefix>/config unless the key exists, in one transaction:
+        (True, text) when written, else (False, the text already there)."""
+        with self._errors(f"create {self._config_key}"):
+            etcd = self._client()
+            created, responses = etcd.transaction(
+                compare=[etcd.transactions.version(self._config_key) == 0],
+                success=[etcd.transactions.put(self._config_key, text)],
+                failure=[etcd.transactions.get(self._config_key)])
+        if created:
+            log.info("created %s", self._config_key)
+            return True, text
+        [(value, _meta)] = responses[0]  # the failure branch's get, same revision
+        return False, value.decode("utf-8", errors="replace")
+
     def list_leases(self) -> tuple[list[Lease], int]:
         """Every lease under <prefix>/subnets/ (malformed ones skipped, logged) and the
         revision of the listing: watch from revision + 1 to miss nothing."""

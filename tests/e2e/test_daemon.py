@@ -1,10 +1,13 @@
 """flanneld's own behaviour on one or two nodes with a real etcd: waiting for the network
-config, refusing a bad one, the iptables chains, and /healthz while etcd is away."""
+config, writing it from --net-config-path, refusing a bad one, the iptables chains, and
+/healthz while etcd is away."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,38 @@ def test_waits_for_the_network_config_then_starts() -> None:
         c.put_config({"Network": "10.246.0.0/16"})
         c.wait_ready(node)
         assert node.subnet().startswith("10.246.")
+
+
+def test_the_config_file_seeds_etcd_once_and_never_overwrites_it(tmp_path: Path) -> None:
+    seed = tmp_path / "net-conf.json"
+    seed.write_text('{\n  "Network": "10.248.0.0/16",\n  "Backend": {"Type": "udp"}\n}\n')
+    with Cluster(nodes=2, write_config=False, underlay=87,
+                 extra_args=(f"--net-config-path={seed}",)) as c:
+        key = f"{c.prefix}/config"
+        [kv] = json.loads(c.etcd.etcdctl("get", key, "-w", "json"))["kvs"]
+        assert kv["version"] == 1  # both nodes started together; one wrote
+        assert c.etcd.etcdctl("get", key, "--print-value-only") == seed.read_text() + "\n"
+        assert sum("wrote the one from" in n.log() for n in c.nodes) == 1
+        assert all(n.subnet().startswith("10.248.") for n in c.nodes)
+
+        node = c.nodes[1]
+        other = tmp_path / "other.json"
+        other.write_text('{"Network": "10.249.0.0/16"}')
+        c.stop_node(node)
+        node.extra_args = (f"--net-config-path={other}",)
+        c.start_node(node)
+        c.wait_ready(node)
+        assert node.subnet().startswith("10.248.")
+        assert "differs from" in node.log() and "10.248.0.0/16 != 10.249.0.0/16" in node.log()
+
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"Network": "10.250.0.0/16", "Backend": {"Type": "vxlan"}}')
+        c.stop_node(node)
+        node.extra_args = (f"--net-config-path={bad}",)
+        c.start_node(node)
+        assert node.proc is not None and node.proc.wait(20) == 2
+        assert f"flanneld: error: {bad}: invalid network config" in node.log()
+        assert json.loads(c.etcd.etcdctl("get", key, "-w", "json"))["kvs"][0]["version"] == 1
 
 
 @pytest.mark.parametrize("config, message", [

@@ -242,6 +242,26 @@ def test_network_config_absent_then_present(etcd, prefix, registry) -> None:
     assert registry.get_network_config() == config
 
 
+def test_network_config_is_created_once_by_racing_nodes_and_never_overwritten(
+        etcd, prefix, open_registry) -> None:
+    texts = [f'{{"Network": "10.{i}.0.0/16", "Backend": {{"Type": "udp"}}}}\n'
+             for i in range(4)]
+    nodes = [open_registry(etcd, prefix) for _ in texts]
+    for node, text in zip(nodes, texts, strict=True):  # every request sent before any reply
+        node._send(("create_network_config", (text,)))
+    results = [pickle.load(node.proc.stdout) for node in nodes]
+    assert all(status == "ok" for status, _ in results), results
+    created = [value for _, value in results if value[0]]
+    assert len(created) == 1, results
+    winner = created[0][1]
+    assert {value for _, value in results} == {(True, winner)} | {(False, winner)}
+    [kv] = json.loads(etcd.etcdctl("get", f"{prefix}/config", "-w", "json"))["kvs"]
+    assert kv["version"] == 1 and not kv.get("lease")  # one write, no etcd lease
+    assert nodes[0].get_network_config() == winner
+    assert nodes[0].create_network_config("{}") == (False, winner)
+    assert etcd.etcdctl("get", f"{prefix}/config", "--print-value-only") == winner + "\n"
+
+
 def test_create_writes_flannels_key_value_and_a_24h_etcd_lease(etcd, prefix, registry) -> None:
     lease = registry.create_lease(NET_A, IP_A, LEASE_TTL)
     assert (lease.subnet, lease.public_ip) == (NET_A, IP_A)

@@ -1,4 +1,5 @@
-"""An in-memory lease registry with etcd's create-if-absent semantics, for unit tests."""
+"""An in-memory lease registry and network config store with etcd's create-if-absent
+semantics, for unit tests."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from flanneld.core.lease import Lease
 
 
 class MemoryRegistry:
-    """Leases by subnet. `before_create` lets a test slip in a racing node's create;
-    `down` makes every call fail as if etcd were unreachable."""
+    """Leases by subnet and the network config. `before_create` (and
+    `before_create_config`) let a test slip in a racing node's create; `down` makes every
+    call fail as if etcd were unreachable."""
 
     def __init__(self, now: float = 1000.0) -> None:
         self.leases: dict[IPv4Network, Lease] = {}
@@ -21,6 +23,8 @@ class MemoryRegistry:
         self.before_create: Callable[[IPv4Network], None] | None = None
         self.calls: list[str] = []
         self.watches: list[tuple[int, Callable]] = []
+        self.config: str | None = None
+        self.before_create_config: Callable[[], None] | None = None
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -32,6 +36,19 @@ class MemoryRegistry:
         lease = Lease(subnet, ip, None if ttl is None else self.now + ttl)
         self.leases[subnet] = lease
         return lease
+
+    def get_network_config(self) -> str | None:
+        self._call("get config")
+        return self.config
+
+    def create_network_config(self, text: str) -> tuple[bool, str]:
+        self._call("create config")
+        if self.before_create_config is not None:
+            self.before_create_config()
+        if self.config is not None:
+            return False, self.config
+        self.config = text
+        return True, text
 
     def list_leases(self) -> tuple[list[Lease], int]:
         self._call("list")

@@ -156,3 +156,17 @@ def test_any_valid_network_gives_a_consistent_config(args: tuple[int, int, int |
     assert c.subnet_min == network.network_address + c.subnet_size   # the first is skipped
     assert int(c.subnet_max) + c.subnet_size - 1 == int(network.broadcast_address)
     assert int(c.subnet_min) % c.subnet_size == 0 == int(c.subnet_max) % c.subnet_size
+
+
+def test_differences_name_flannels_keys_once_defaulted() -> None:
+    base = cfg(Network="10.244.0.0/16")
+    assert config.differences(base, cfg(network="10.244.0.0/16", SubnetLen=24,
+                                        Backend={"Type": "udp", "Port": 8285})) == []
+    assert config.differences(base, cfg(Network="10.244.0.0/16", SubnetMax="10.244.9.0",
+                                        Backend={"Type": "udp", "Port": 7890})) == [
+        "SubnetMax 10.244.255.0 != 10.244.9.0", "Backend.Port 8285 != 7890"]
+
+
+def test_differences_cover_every_field() -> None:
+    from dataclasses import fields
+    assert [name for _, name in config._KEYS] == [f.name for f in fields(NetworkConfig)]

@@ -21,6 +21,7 @@ def test_defaults_are_flannels() -> None:
     assert (o.ip_masq, o.iptables_forward_rules) == (False, True)
     assert (o.healthz_ip, o.healthz_port, o.iptables_resync) == ("0.0.0.0", 0, 5)
     assert o.iface == () and o.public_ip is None and o.etcd_cafile is None
+    assert o.net_config_path is None
 
 
 def test_flags() -> None:
@@ -37,6 +38,13 @@ def test_flags() -> None:
     assert o.ip_masq and not o.iptables_forward_rules and o.verbosity == 2
     assert (o.subnet_file, o.subnet_lease_renew_margin) == ("/tmp/s.env", 5)
     assert (o.healthz_ip, o.healthz_port) == ("127.0.0.1", 8471)
+
+
+def test_net_config_path_from_the_flag_or_the_environment() -> None:
+    env = {"FLANNELD_NET_CONFIG_PATH": "/etc/kube-pyflannel/net-conf.json"}
+    assert parse([], env).net_config_path == "/etc/kube-pyflannel/net-conf.json"
+    assert parse(["--net-config-path", "/x.json"], env).net_config_path == "/x.json"
+    assert parse(["--net-config-path="], env).net_config_path is None  # empty: off
 
 
 def test_environment_variables_and_the_command_line_winning() -> None:
