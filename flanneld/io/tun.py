@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import struct
 from ipaddress import IPv4Address, IPv4Network
@@ -22,6 +23,8 @@ from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..core.errors import FlannelError
+
+log = logging.getLogger("flanneld.tun")
 
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
@@ -99,10 +102,19 @@ def configure_tun(name: str, address: IPv4Address, mtu: int, network: IPv4Networ
 def _disable_ipv6(name: str) -> None:
     """The backend carries IPv4 only. With IPv6 on, the kernel would send router
     solicitations and MLD reports into the TUN as soon as it is up, only to be dropped
-    (and counted) there. Nothing to do when the kernel has no IPv6."""
+    (and counted) there. Nothing to do when the kernel has no IPv6; only logged when
+    /proc/sys is read-only, as in a container that is not privileged (those few packets
+    are then dropped)."""
+    path = f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"
     try:
-        fd = os.open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY)
     except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno != errno.EROFS:
+            raise
+        log.info("IPv6 stays on for %s: %s is read-only; the kernel's few IPv6 packets "
+                 "into it are dropped", name, path)
         return
     try:
         os.write(fd, b"1")
