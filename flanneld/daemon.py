@@ -252,7 +252,6 @@ class Daemon:
                       self.lease.subnet, delay, e)
             self.deadlines["renew"] = self.clock() + delay
             return
-        log.info("renewed lease %s", self.lease.subnet)
         self._schedule_renewal()
 
     # -- the watch ----------------------------------------------------------------------

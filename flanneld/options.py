@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
       metavar="BOOL", help="accept forwarded cluster traffic in chain FLANNEL-FWD "
                            "(default true)")
     a("-v", "--v", dest="verbosity", type=int, default=0, metavar="LEVEL",
-      help="log verbosity: 0 info, 1 and up debug (default 0)")
+      help="log verbosity: 0 info, 1 debug, 2 and up also netlink messages (default 0)")
     a("--version", action="version", version=f"flanneld (pyflannel) {_version()}")
     return p
 

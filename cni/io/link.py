@@ -1,7 +1,7 @@
 """Netlink through pyroute2: the bridge, the veth pair, addresses and routes.
 
-`Netlink` holds one rtnetlink socket in the node's namespace and, on demand, one in
-the pod's (`pod_socket`). Every kernel failure becomes a CNIError naming the object.
+The functions take an rtnetlink socket (`IPRoute`) in the node's namespace or, from
+`pod_socket`, in the pod's. Every kernel failure becomes a CNIError naming the object.
 """
 
 from __future__ import annotations

@@ -51,8 +51,3 @@ def previous_subnet(text: str) -> IPv4Network | None:
     """The node subnet FLANNEL_SUBNET names (10.244.1.1/24 -> 10.244.1.0/24), else None."""
     return _cidr(_value(text, "FLANNEL_SUBNET"))
 
-
-def previous_network(text: str) -> IPv4Network | None:
-    """FLANNEL_NETWORK (the first, if a comma list), else None."""
-    value = _value(text, "FLANNEL_NETWORK")
-    return _cidr(value.split(",")[0].strip()) if value is not None else None

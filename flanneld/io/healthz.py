@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ..core.errors import FlannelError
+
 log = logging.getLogger("flanneld.healthz")
 
 
@@ -65,7 +67,7 @@ class HealthServer:
         try:
             self._server = ThreadingHTTPServer((ip, port), _handler(probe))
         except OSError as e:
-            raise OSError(f"cannot listen for /healthz on {ip}:{port}: {e.strerror}") from None
+            raise FlannelError(f"cannot listen for /healthz on {ip}:{port}: {e.strerror}") from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="healthz", daemon=True)

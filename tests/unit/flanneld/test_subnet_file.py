@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flanneld.core.subnet_file import previous_network, previous_subnet, render
+from flanneld.core.subnet_file import previous_subnet, render
 
 from .strategies import subnets
 
@@ -26,7 +26,6 @@ def test_render_is_flannels_format() -> None:
 
 def test_read_back() -> None:
     assert previous_subnet(EXAMPLE) == IPv4Network("10.244.1.0/24")
-    assert previous_network(EXAMPLE) == IPv4Network("10.244.0.0/16")
 
 
 @pytest.mark.parametrize("text", [
@@ -38,7 +37,6 @@ def test_read_back() -> None:
 ])
 def test_read_back_tolerates_dotenv_spellings(text: str) -> None:
     assert previous_subnet(text) == IPv4Network("10.244.1.0/24")
-    assert previous_network(text) == IPv4Network("10.244.0.0/16")
 
 
 @pytest.mark.parametrize("text", [
@@ -48,12 +46,11 @@ def test_read_back_tolerates_dotenv_spellings(text: str) -> None:
 ])
 def test_read_back_garbage_is_none(text: str) -> None:
     assert previous_subnet(text) is None
-    assert previous_network(text.replace("FLANNEL_SUBNET", "FLANNEL_NETWORK")) is None
 
 
 @given(subnets(max_prefix=30), subnets(max_prefix=30), st.integers(68, 65535), st.booleans())
 def test_render_reads_back(network: IPv4Network, subnet: IPv4Network, mtu: int,
                            masq: bool) -> None:
     text = render(network, subnet, mtu, masq)
-    assert previous_subnet(text) == subnet and previous_network(text) == network
+    assert previous_subnet(text) == subnet
     assert text.count("\n") == 4 and text.endswith(f"FLANNEL_IPMASQ={str(masq).lower()}\n")
