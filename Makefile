@@ -1,5 +1,6 @@
 # pyflannel: `make demo` and `make test` install what they need (as root on Debian 12),
 # idempotently, then run. `make bench` runs the benchmarks (plugin start-up, data-plane throughput).
+# `make build` builds the shipped executables into build/dist/ (build/README.md).
 
 VENV        ?= .venv
 PYTHON      ?= python3
@@ -7,9 +8,9 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 APT_PACKAGES := iproute2 iptables containernetworking-plugins golang-go \
                 golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping \
-                python3-venv python3-pip ca-certificates
+                python3-venv python3-pip ca-certificates binutils  # PyInstaller: objdump, strip
 
-.PHONY: demo test bench deps install lint clean
+.PHONY: demo test build bench deps install lint clean
 
 demo: install
 	$(PY) -m lab.demo
@@ -17,8 +18,13 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-bench: install
-	$(PY) -m bench.cni_add_del
+# The shipped executables (PyInstaller onedir bundles), rebuilt only when an input changed.
+build: install
+	$(PY) -m build.freeze
+
+bench: install build
+	$(PY) -m bench.cni_add_del --plugin built=build/dist/pyflannel/pyflannel \
+	    --plugin venv=$(VENV)/bin/pyflannel
 	$(PY) -m bench.throughput
 
 lint: install
@@ -42,7 +48,7 @@ SOURCES := $(shell find cni flanneld -name '*.py' 2>/dev/null)
 $(STAMP): pyproject.toml $(SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q '.[test]'
+	$(PY) -m pip install -q '.[test,build]'
 	touch $(STAMP)
 
 clean:

@@ -1,0 +1,1 @@
+"""Building the shipped executables (PyInstaller) and the DaemonSet image: build/README.md."""
