@@ -20,6 +20,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def built() -> dict[str, Path]:
+    """The PyInstaller executables by program name, built first unless build/dist is up
+    to date (`python -m build.freeze`); a failed build fails the tests that need them."""
+    from build import freeze
+
+    try:
+        freeze.ensure()
+    except freeze.BuildError as e:
+        pytest.fail(str(e), pytrace=False)
+    return {name: freeze.executable(name) for name in freeze.PROGRAMS}
+
+
 @pytest.fixture
 def namespaces():
     ns = Namespaces()

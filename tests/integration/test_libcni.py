@@ -36,7 +36,7 @@ BANDWIDTH = {"type": "bandwidth", "ingressRate": 8_000_000, "ingressBurst": 800_
              "egressRate": 8_000_000, "egressBurst": 800_000}
 REPLY = "hello from the pod"
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cni_executable")]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The installed `pyflannel` executable, run as a runtime runs it, in namespaces of our own."""
+"""The `pyflannel` executable, installed and built, run as a runtime runs it, in namespaces
+of our own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from lab.netns import run
 from lab.plugin import SPEC_VERSIONS, addresses, invoke, links, ping
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cni_executable")]
 
 
 def node_links(node) -> set[str]:
