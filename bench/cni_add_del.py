@@ -1,6 +1,10 @@
 """Cold ADD/DEL/VERSION timings: pyflannel against the reference bridge + host-local pair.
 
-Run as root:  python -m bench.cni_add_del [--rounds N] [--json]
+Run as root:  python -m bench.cni_add_del [--rounds N] [--json] [--plugin [LABEL=]PATH ...]
+
+Several pyflannel executables can be timed side by side (`--plugin` repeated, e.g. the
+virtualenv's console script and the PyInstaller build), each against the reference and
+against each other, in the same rounds.
 
 Every invocation is a fresh plugin process started the way a container runtime
 starts it: CNI_* variables in the environment, the network configuration on stdin
@@ -38,7 +42,7 @@ from lab.plugin import subnet_env_text
 CNI_BIN_CANDIDATES = ("/opt/cni/bin", "/usr/lib/cni")
 CNI_VERSION = "1.0.0"
 OPS = ("VERSION", "ADD", "DEL")
-MAX_ROUNDS = 500  # pod namespaces (2 or 4 a round) are kept until the end of the run
+MAX_ROUNDS = 500  # pod namespaces (one per case a round) are kept until the end of the run
 
 
 
@@ -161,50 +165,58 @@ def _text(b: bytes | str | None) -> str:
 
 # --- the benchmark ----------------------------------------------------------------------
 
-def make_cases(tmp: Path, tag: str, plugin: str, cni_bin: str, masq: bool) -> list[list[Case]]:
-    """Pairs (pyflannel, reference) to interleave."""
+def make_cases(tmp: Path, tag: str, plugins: list[tuple[str, str]], cni_bin: str,
+               masq: bool) -> list[list[Case]]:
+    """Groups to interleave, one per ipMasq setting: each pyflannel executable (label,
+    path), all on bridge cni0 with one subnet file, then the reference on cni1."""
     (tmp / "subnet.env").write_text(subnet_env_text())
-    plugin_dir = os.path.dirname(os.path.abspath(plugin))
-    pairs = []
+    groups = []
     for suffix, ip_masq in (("", False), ("-masq", True)) if masq else (("", False),):
-        net_a, net_b = f"pfbench{tag}a{suffix}", f"pfbench{tag}b{suffix}"
-        data_a, data_b = tmp / f"pyflannel{suffix}", tmp / f"host-local{suffix}"
-        a = Case(
-            key="pyflannel" + suffix, label="pyflannel" + suffix, plugin=plugin,
-            cni_path=f"{plugin_dir}:{cni_bin}", data_dir=data_a / net_a,
-            conf={"cniVersion": CNI_VERSION, "name": net_a, "type": "pyflannel",
-                  "subnetFile": str(tmp / "subnet.env"), "dataDir": str(data_a),
-                  "ipMasq": ip_masq})
-        b = Case(
+        group = []
+        for i, (label, plugin) in enumerate(plugins):
+            net, data = f"pfbench{tag}{i}{suffix}", tmp / f"{label}{suffix}"
+            group.append(Case(
+                key=label + suffix, label=label + suffix, plugin=plugin,
+                cni_path=f"{os.path.dirname(os.path.abspath(plugin))}:{cni_bin}",
+                data_dir=data / net,
+                conf={"cniVersion": CNI_VERSION, "name": net, "type": "pyflannel",
+                      "subnetFile": str(tmp / "subnet.env"), "dataDir": str(data),
+                      "ipMasq": ip_masq}))
+        net, data = f"pfbench{tag}r{suffix}", tmp / f"host-local{suffix}"
+        group.append(Case(
             key="bridge" + suffix, label="bridge+host-local" + suffix,
-            plugin=os.path.join(cni_bin, "bridge"), cni_path=cni_bin, data_dir=data_b / net_b,
-            conf={"cniVersion": CNI_VERSION, "name": net_b, "type": "bridge", "bridge": "cni1",
+            plugin=os.path.join(cni_bin, "bridge"), cni_path=cni_bin, data_dir=data / net,
+            conf={"cniVersion": CNI_VERSION, "name": net, "type": "bridge", "bridge": "cni1",
                   "isGateway": True, "isDefaultGateway": True, "hairpinMode": True,
                   "ipMasq": ip_masq, "mtu": 1472,
                   "ipam": {"type": "host-local", "subnet": "10.244.2.0/24",
-                           "dataDir": str(data_b)}})
-        pairs.append([a, b])
-    return pairs
+                           "dataDir": str(data)}}))
+        groups.append(group)
+    return groups
 
 
-def one_round(n: int, pairs: list[list[Case]], spaces: Namespaces, invoke: Invoker,
+def rotated(cases: list[Case], n: int) -> list[Case]:
+    """The cases starting at the n-th, so each goes first in turn (against order effects)."""
+    k = n % len(cases)
+    return cases[k:] + cases[:k]
+
+
+def one_round(n: int, groups: list[list[Case]], spaces: Namespaces, invoke: Invoker,
               record: bool) -> None:
-    """The spawn floor, VERSION of both plugins, then per case: new pod netns, ADD, DEL.
+    """The spawn floor, VERSION of every plugin, then per case: new pod netns, ADD, DEL.
 
     The pod namespaces are not deleted here but at the end of the run: the kernel tears
     a deleted namespace down in a background worker, which would overlap (and slow)
     the next invocations."""
-    flip = n % 2 == 1  # alternate which of a pair goes first, against order effects
     floor = invoke.floor()
     if record:
         invoke.floor_samples.append(floor)
-    version_pair = pairs[0][::-1] if flip else pairs[0]
-    for case in version_pair:
+    for case in rotated(groups[0], n):
         elapsed, _ = invoke(case, "VERSION", {"cniVersion": CNI_VERSION})
         if record:
             case.samples["VERSION"].append(elapsed)
-    for pair in pairs:
-        for case in (pair[::-1] if flip else pair):
+    for group in groups:
+        for case in rotated(group, n):
             pod = spaces.make("pfbench")
             ids = dict(container_id=f"bench-{pod}",
                        netns=spaces.path(pod), ifname="eth0")
@@ -237,41 +249,47 @@ def _stats(s: list[int]) -> dict:
             "samples_ms": [round(ms(x), 3) for x in s]}
 
 
-def summarize(pairs: list[list[Case]], floor: list[int]) -> dict:
+def pairs_of(group: list[Case]) -> list[tuple[Case, Case]]:
+    """Every case against every later one: pyflannel builds against each other, then
+    each against the reference (last)."""
+    return [(a, b) for i, a in enumerate(group) for b in group[i + 1:]]
+
+
+def summarize(groups: list[list[Case]], floor: list[int]) -> dict:
     out: dict = {"spawn_floor": _stats(floor), "plugins": {}, "ratios": {}}
-    for pair in pairs:
-        for case in pair:
+    for group in groups:
+        for case in group:
             out["plugins"][case.key] = {op: _stats(s) for op, s in case.samples.items() if s}
-        a, b = pair
-        for op in OPS:
-            sa, sb = a.samples[op], b.samples[op]
-            if not sa or not sb:
-                continue
-            out["ratios"][f"{a.key}/{b.key}"] = out["ratios"].get(f"{a.key}/{b.key}", {})
-            out["ratios"][f"{a.key}/{b.key}"][op] = {
-                "of_medians": statistics.median(sa) / statistics.median(sb),
-                "median_of_paired": statistics.median(x / y for x, y in zip(sa, sb, strict=True)),
-            }
+        for a, b in pairs_of(group):
+            ratios = out["ratios"].setdefault(f"{a.key}/{b.key}", {})
+            for op in OPS:
+                sa, sb = a.samples[op], b.samples[op]
+                if sa and sb:
+                    ratios[op] = {
+                        "of_medians": statistics.median(sa) / statistics.median(sb),
+                        "median_of_paired": statistics.median(
+                            x / y for x, y in zip(sa, sb, strict=True)),
+                    }
     return out
 
 
-def print_report(summary: dict, pairs: list[list[Case]], rounds: int) -> None:
+def print_report(summary: dict, groups: list[list[Case]], rounds: int) -> None:
     print(f"cold plugin processes, {rounds} rounds after 1 warm-up round; wall time in ms")
-    print(f"{'':22} {'op':8} {'median':>8} {'min':>8} {'max':>8}")
+    width = max(22, *(len(c.label) for group in groups for c in group))
+    print(f"{'':{width}} {'op':8} {'median':>8} {'min':>8} {'max':>8}")
     st = summary["spawn_floor"]
-    print(f"{'spawn floor (true)':22} {'':8} {st['median_ms']:8.2f} {st['min_ms']:8.2f} "
+    print(f"{'spawn floor (true)':{width}} {'':8} {st['median_ms']:8.2f} {st['min_ms']:8.2f} "
           f"{st['max_ms']:8.2f}")
-    for pair in pairs:
-        for case in pair:
+    for group in groups:
+        for case in group:
             for op, st in summary["plugins"][case.key].items():
-                print(f"{case.label:22} {op:8} {st['median_ms']:8.2f} {st['min_ms']:8.2f} "
-                      f"{st['max_ms']:8.2f}")
-        a, b = pair
-        key = f"{a.key}/{b.key}"
-        print(f"ratio {a.label} / {b.label}:")
-        for op, r in summary["ratios"][key].items():
-            print(f"  {op:8} of medians {r['of_medians']:6.2f}x   "
-                  f"median of per-round ratios {r['median_of_paired']:6.2f}x")
+                print(f"{case.label:{width}} {op:8} {st['median_ms']:8.2f} "
+                      f"{st['min_ms']:8.2f} {st['max_ms']:8.2f}")
+        for a, b in pairs_of(group):
+            print(f"ratio {a.label} / {b.label}:")
+            for op, r in summary["ratios"][f"{a.key}/{b.key}"].items():
+                print(f"  {op:8} of medians {r['of_medians']:6.2f}x   "
+                      f"median of per-round ratios {r['median_of_paired']:6.2f}x")
         print()
 
 
@@ -288,10 +306,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=30, help="measured rounds (default 30)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-masq", dest="masq", action="store_false",
-                   help="skip the ipMasq=true pair (iptables cost)")
-    p.add_argument("--plugin", default=os.path.join(os.path.dirname(sys.executable),
-                                                    "pyflannel"),
-                   help="the pyflannel executable (default: beside this python)")
+                   help="skip the ipMasq=true group (iptables cost)")
+    p.add_argument("--plugin", action="append", type=_labelled, metavar="[LABEL=]PATH",
+                   help="a pyflannel executable to time, repeatable; LABEL names it in the "
+                        "report (default: its file name); default: the one beside this "
+                        "python, e.g. --plugin built=build/dist/pyflannel/pyflannel "
+                        "--plugin venv=.venv/bin/pyflannel")
     p.add_argument("--cni-bin", default=_default_cni_bin(),
                    help="directory of the reference plugins bridge and host-local "
                         f"(default: the first of {', '.join(CNI_BIN_CANDIDATES)} that has them)")
@@ -302,14 +322,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.rounds <= MAX_ROUNDS:
         p.error(f"--rounds must be in 1..{MAX_ROUNDS}")
+    args.plugin = args.plugin or [_labelled(os.path.join(os.path.dirname(sys.executable),
+                                                         "pyflannel"))]
+    labels = [label for label, _ in args.plugin]
+    if len(set(labels)) != len(labels) or "bridge" in labels:
+        p.error("--plugin labels must be distinct and not 'bridge'")
     return args
+
+
+def _labelled(text: str) -> tuple[str, str]:
+    """`LABEL=PATH` or `PATH` (labelled by its file name) -> (label, path)."""
+    label, sep, path = text.partition("=")
+    return (label, path) if sep else (os.path.basename(text), text)
 
 
 def preflight(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         raise BenchError("needs root (creates network namespaces)")
-    needed = [args.plugin, os.path.join(args.cni_bin, "bridge"),
-              os.path.join(args.cni_bin, "host-local")]
+    needed = [path for _, path in args.plugin] + [os.path.join(args.cni_bin, "bridge"),
+                                                  os.path.join(args.cni_bin, "host-local")]
     for path in needed:
         if not os.access(path, os.X_OK):
             raise BenchError(f"not executable: {path}")
@@ -330,10 +361,10 @@ def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"pfbench-{tag}-"))
     invoke = Invoker(args.timeout)
     try:
-        pairs = make_cases(tmp, tag, args.plugin, args.cni_bin, args.masq)
+        groups = make_cases(tmp, tag, args.plugin, args.cni_bin, args.masq)
         node = spaces.make("pfbench")
         spaces.enter(node)
-        one_round(0, pairs, spaces, invoke, record=False)  # warm-up: bridges, caches
+        one_round(0, groups, spaces, invoke, record=False)  # warm-up: bridges, caches
         deadline = time.monotonic() + args.budget
         done = 0
         for n in range(1, args.rounds + 1):
@@ -341,16 +372,16 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"time budget of {args.budget:g} s spent: stopping after {done} rounds",
                       file=sys.stderr)
                 break
-            one_round(n, pairs, spaces, invoke, record=True)
+            one_round(n, groups, spaces, invoke, record=True)
             done += 1
-        cases = [c for pair in pairs for c in pair]
+        cases = [c for group in groups for c in group]
         left = leftover_reservations(cases)
         if left:
             raise BenchError("DEL left IP reservations behind:\n  " + "\n  ".join(left))
-        summary = summarize(pairs, invoke.floor_samples)
+        summary = summarize(groups, invoke.floor_samples)
         summary["rounds"] = done
         summary["warmup_rounds"] = 1
-        return {"summary": summary, "pairs": pairs}
+        return {"summary": summary, "groups": groups}
     finally:
         # A second Ctrl-C must not cut the clean-up short: hold signals until it is done.
         held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -379,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print_report(summary, res["pairs"], summary["rounds"])
+        print_report(summary, res["groups"], summary["rounds"])
     return 0
 
 
