@@ -7,13 +7,24 @@ PYTHON      ?= python3
 PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 APT_PACKAGES := iproute2 iptables containernetworking-plugins golang-go \
-                golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping \
+                golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping curl \
                 python3-venv python3-pip ca-certificates binutils  # PyInstaller: objdump, strip
 
-.PHONY: demo test build bench deps install lint clean
+.PHONY: demo down cnitool test build bench deps install lint clean
 
-demo: install
-	$(PY) -m lab.demo
+# `make demo KEEP=1` leaves the cluster up and prints how to look at it; `make down` removes it.
+# The demo runs what ships: the built plugin and daemon.
+demo: install build
+	PYFLANNEL_CNI_BIN=$(CURDIR)/build/dist/pyflannel/pyflannel \
+	PYFLANNEL_FLANNELD_BIN=$(CURDIR)/build/dist/flanneld/flanneld \
+	$(PY) -m lab.demo $(if $(filter-out 0 no false,$(KEEP)),--keep)
+
+down:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m lab.demo --down
+
+# libcni's command-line driver, built offline from Debian's libcni source (README: cnitool).
+cnitool: deps
+	$(PYTHON) -m tests.support.cnitool
 
 test: install
 	$(PY) -m pytest -q

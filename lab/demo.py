@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from lab.cluster import HEALTHZ_PORT, Cluster, Pod
+from lab.cluster import HEALTHZ_PORT, Cluster, Pod, flanneld_binary
 from lab.kept import STATE_DIR, remove_all
 from lab.netns import run
-from lab.plugin import ping
+from lab.plugin import ping, plugin_binary
 
 
 def throughput(src: Pod, dst: Pod, seconds: int) -> float | None:
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {', '.join(removed)}" if removed else "no demo cluster is up")
         return 0
     failures = 0
+    print(f"daemon: {flanneld_binary()}\nplugin: {plugin_binary()}")
     print(f"starting etcd and {args.nodes} nodes running flanneld ...")
     with Cluster(nodes=args.nodes) as cluster:
         for node in cluster.nodes:
