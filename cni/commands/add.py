@@ -30,7 +30,7 @@ def run(inv: Invocation, conf: NetConf) -> dict:
                                       plan.bridge, plan.masq_chain))
         host = link.IPRoute()
         pod = link.pod_socket(pod_fd, inv.netns)
-        bridge = link.ensure_bridge(host, plan.bridge, plan.mtu, plan.gateway)
+        bridge = link.ensure_bridge(host, plan.bridge, plan.mtu, plan.gateway, plan.networks)
         link.enable_forwarding()
         host_end, pod_end = link.add_veth(host, pod, pod_fd, host_name=plan.host_veth,
                                           pod_name=inv.ifname, mtu=plan.mtu)
@@ -40,7 +40,7 @@ def run(inv: Invocation, conf: NetConf) -> dict:
         link.configure_pod(pod, pod_end, plan.pod_address(ip), plan.routes)
         if plan.masq_chain:
             undo.append(lambda: masq.teardown(plan.masq_chain))
-            masq.setup(plan.masq_chain, ip, plan.masq_exempt,
+            masq.setup(plan.masq_chain, ip, plan.networks,
                        f"pyflannel: {conf.name} {inv.container_id}")
         built = Built(bridge.mac, host_end.mac, pod_end.mac)
         return add_result(plan, ip, built, inv.netns, conf.dns).to_json(conf.cni_version)

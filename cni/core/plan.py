@@ -56,7 +56,7 @@ class AddPlan:
     hairpin: bool
     routes: tuple[Route, ...]
     masq_chain: str | None          # None: no masquerading
-    masq_exempt: tuple[IPv4Network, ...]
+    networks: tuple[IPv4Network, ...]  # the cluster network(s), FLANNEL_NETWORK
 
     def pod_address(self, ip: IPv4Address) -> IPv4Interface:
         return IPv4Interface(f"{ip}/{self.gateway.network.prefixlen}")
@@ -79,8 +79,19 @@ def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment) -> AddPlan:
         hairpin=conf.hairpin_mode,
         routes=routes,
         masq_chain=masq_chain_name(conf.name, owner) if masq else None,
-        masq_exempt=env.networks,
+        networks=env.networks,
     )
+
+
+def stale_bridge_addresses(found: list[IPv4Interface], gateway: IPv4Interface,
+                           networks: tuple[IPv4Network, ...]) -> list[IPv4Interface]:
+    """The bridge's addresses that contradict `gateway`: another address in the node
+    subnet, or one inside the cluster network (left from an earlier node subnet: its
+    route would send that subnet's traffic, now another node's, into the bridge).
+    Addresses outside the cluster network are someone else's and stay."""
+    return [a for a in found if a != gateway
+            and (a.network.overlaps(gateway.network)
+                 or any(a.network.overlaps(n) for n in networks))]
 
 
 @dataclass(frozen=True)

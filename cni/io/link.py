@@ -16,6 +16,7 @@ from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..core.errors import ALREADY_EXISTS, KERNEL_FAILURE, CNIError
+from ..core.plan import stale_bridge_addresses
 from ..core.result import Route
 from .netns import inside
 
@@ -78,8 +79,10 @@ def all_links(ipr: IPRoute) -> list[LinkView]:
     return [_view(m) for m in ipr.get_links()]
 
 
-def ensure_bridge(ipr: IPRoute, name: str, mtu: int, gateway: IPv4Interface) -> LinkView:
-    """The bridge up with the gateway address; created with `mtu` when absent."""
+def ensure_bridge(ipr: IPRoute, name: str, mtu: int, gateway: IPv4Interface,
+                  networks: tuple[IPv4Network, ...]) -> LinkView:
+    """The bridge up with the gateway address; created with `mtu` when absent. Refused
+    (ALREADY_EXISTS) while it holds an address of an earlier node subnet."""
     created = True
     with kernel(f"create bridge {name}"):
         try:
@@ -95,10 +98,10 @@ def ensure_bridge(ipr: IPRoute, name: str, mtu: int, gateway: IPv4Interface) -> 
         # Pin the MAC: otherwise the bridge takes the lowest MAC of its ports.
         with kernel(f"set the MAC of bridge {name}"):
             ipr.link("set", index=bridge.index, address=bridge.mac)
-    others = [a for a in addresses(ipr, bridge.index) if a != gateway]
-    if any(a.network.overlaps(gateway.network) for a in others):
+    stale = stale_bridge_addresses(addresses(ipr, bridge.index), gateway, networks)
+    if stale:
         raise CNIError(ALREADY_EXISTS, f"bridge {name} already has an address different "
-                       f"from {gateway}", f"found {', '.join(map(str, others))}; "
+                       f"from {gateway}", f"found {', '.join(map(str, stale))}; "
                        "the node subnet changed: delete the bridge or its old address")
     with kernel(f"add {gateway} to bridge {name}"):
         try:

@@ -176,6 +176,22 @@ def test_add_failing_midway_rolls_back(node, namespaces):
     assert add(node, namespaces.path(pod), "c1").code == 0
 
 
+def test_bridge_left_with_an_earlier_subnet_is_refused(node, namespaces):
+    """The node subnet changed (10.244.7.0/24 -> the subnet file's): the old gateway
+    address would route 10.244.7.0/24, now another node's, into the bridge."""
+    pod = namespaces.make("pfpod")
+    run("ip", "link", "add", "cni0", "type", "bridge", netns=node.netns)
+    run("ip", "addr", "add", "10.244.7.1/24", "dev", "cni0", netns=node.netns)
+    out = add(node, namespaces.path(pod), "c1")
+    assert out.code == 1 and out.json["code"] == 101, out.stdout
+    assert "10.244.7.1/24" in out.json["details"]
+    assert_nothing_left(node)
+    assert [link["ifname"] for link in links(pod)] == ["lo"]
+    run("ip", "addr", "del", "10.244.7.1/24", "dev", "cni0", netns=node.netns)
+    run("ip", "addr", "add", "192.0.2.1/24", "dev", "cni0", netns=node.netns)  # not ours
+    assert add(node, namespaces.path(pod), "c1").code == 0
+
+
 def test_duplicate_add_is_refused_and_keeps_the_first(node, namespaces):
     pod = namespaces.make("pfpod")
     assert add(node, namespaces.path(pod), "c1").code == 0

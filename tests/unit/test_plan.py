@@ -82,7 +82,7 @@ def test_masquerading(flannel_ipmasq: bool, ip_masq: bool | None, masquerades: b
     env = SubnetEnv(ENV.networks, ENV.subnet, ENV.gateway, ENV.mtu, flannel_ipmasq)
     p = plan.plan_add(conf(ipMasq=ip_masq), env, OWNER)
     assert p.masq_chain == (plan.masq_chain_name("podnet", OWNER) if masquerades else None)
-    assert p.masq_exempt == ENV.networks
+    assert p.networks == ENV.networks
 
 
 @pytest.mark.parametrize(("mtu", "expected"), [(None, 1472), (0, 1472), (1400, 1400),
@@ -97,7 +97,7 @@ def test_plan_add() -> None:
         owner=OWNER, bridge="br-pods", gateway=IPv4Interface("10.1.17.1/24"), mtu=1472,
         host_veth=plan.host_veth_name("podnet", OWNER),
         host_alias=plan.host_veth_alias("podnet", OWNER), hairpin=False,
-        routes=(Route(IPv4Network("0.0.0.0/0"), GW),), masq_chain=None, masq_exempt=ENV.networks)
+        routes=(Route(IPv4Network("0.0.0.0/0"), GW),), masq_chain=None, networks=ENV.networks)
     assert p.pod_address(IPv4Address("10.1.17.5")) == IPv4Interface("10.1.17.5/24")
 
 
@@ -115,3 +115,18 @@ def test_add_result_shape() -> None:
         dns=dns,
     )
     assert result.interfaces[result.ips[0].interface].name == OWNER.ifname
+
+
+@pytest.mark.parametrize("found, stale", [
+    ([], []),
+    (["10.1.17.1/24"], []),                                   # the gateway itself
+    (["10.1.17.1/24", "192.0.2.1/24"], []),                   # outside the cluster: not ours
+    (["10.1.17.9/24"], ["10.1.17.9/24"]),                     # another address, same subnet
+    (["10.1.17.1/24", "10.1.40.1/24"], ["10.1.40.1/24"]),     # an earlier node subnet
+    (["10.9.3.1/24"], ["10.9.3.1/24"]),                       # the second cluster network
+    (["10.0.0.1/8"], ["10.0.0.1/8"]),                         # covers the cluster network
+])
+def test_stale_bridge_addresses(found: list[str], stale: list[str]) -> None:
+    gateway = IPv4Interface("10.1.17.1/24")
+    assert plan.stale_bridge_addresses([IPv4Interface(a) for a in found], gateway,
+                                       ENV.networks) == [IPv4Interface(a) for a in stale]
