@@ -252,14 +252,16 @@ class Cluster:
 
     # -- teardown -----------------------------------------------------------------------
 
-    def keep(self) -> KeptCluster:
-        """Leave everything running past this process (the context manager then keeps
-        it); the record `lab.kept` removes it with."""
+    def keep(self, state_dir: Path) -> Path:
+        """Leave everything running past this process: record it in `state_dir` for
+        `lab.kept.remove_all`, and only then stop the context manager from tearing down."""
         assert self.etcd is not None and self.etcd.pid is not None
         pids = [n.proc.pid for n in self.nodes if n.proc and n.proc.poll() is None]
+        record = KeptCluster(self.net_name, str(self.workdir), tuple(self.spaces.made),
+                             tuple(Process.of(pid) for pid in [*pids, self.etcd.pid]))
+        path = record.save(state_dir)
         self.kept = True
-        return KeptCluster(self.net_name, str(self.workdir), tuple(self.spaces.made),
-                           tuple(Process.of(pid) for pid in [*pids, self.etcd.pid]))
+        return path
 
     def teardown(self) -> None:
         for node in self.nodes:

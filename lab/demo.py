@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = cluster.etcd.etcdctl("get", "--prefix", "--keys-only", cluster.prefix).split()
         print("\netcd keys:\n  " + "\n  ".join(keys))
         if args.keep:
-            print(how_to_look(cluster, cluster.keep().save(args.state_dir)))
+            print(how_to_look(cluster, cluster.keep(args.state_dir)))
     if not args.keep:
         print("torn down: daemons stopped, etcd stopped, namespaces removed")
     if failures:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from lab.netns import Namespaces, unique
 from lab.plugin import subnet_env_text
+from tests.support.cnitool import build_cnitool
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,6 +33,15 @@ def built() -> dict[str, Path]:
     except freeze.BuildError as e:
         pytest.fail(str(e), pytrace=False)
     return {name: freeze.executable(name) for name in freeze.PROGRAMS}
+
+
+@pytest.fixture(scope="session")
+def cnitool() -> Path:
+    """Our libcni-based cnitool, built once per session; a failed build fails the tests."""
+    try:
+        return build_cnitool()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture

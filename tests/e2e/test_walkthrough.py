@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from lab.netns import NETNS_DIR, run, unique
-from tests.support.cnitool import build_cnitool
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +34,8 @@ def names(tmp_path):
                 run("ip", "netns", "del", ns, check=False)
 
 
-def test_readme_walkthrough_runs(names, built):
+def test_readme_walkthrough_runs(names, built, cnitool):
     node, pod, directory = names
-    build_cnitool()
     script = walkthrough()
     assert script.startswith(NAMES_LINE + "\n")
     script = script.replace(NAMES_LINE, f"NODE={node} POD={pod} DIR={directory}", 1)

@@ -1,23 +1,10 @@
-"""Fixtures for tests that drive the plugin through real runtimes' libraries."""
+"""The plugin's integration tests run twice: against the virtualenv's executable and the build."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-from tests.support.cnitool import build_cnitool
-
-
-@pytest.fixture(scope="session")
-def cnitool() -> Path:
-    """Our libcni-based cnitool, built once per session; a failed build fails the tests."""
-    try:
-        return build_cnitool()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="module", params=["venv", "built"])
