@@ -6,11 +6,19 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import traceback
 
 from .core import version
-from .core.errors import INTERNAL, IO_FAILURE, CNIError
+from .core.errors import (
+    DECODING_FAILURE,
+    INTERNAL,
+    INVALID_ENVIRONMENT,
+    IO_FAILURE,
+    TRY_AGAIN_LATER,
+    CNIError,
+)
 
 ABOUT = "pyflannel CNI plugin 0.1.0"
 USAGE = f"""{ABOUT}
@@ -26,10 +34,18 @@ the network configuration as JSON on stdin. Configuration keys beyond the spec's
   hairpinMode       hairpin on the bridge port    [true]
   isDefaultGateway  default route via the bridge  [true]
   ipMasq            masquerade leaving traffic    [not FLANNEL_IPMASQ]
+A specific IP or MAC is taken from CNI_ARGS IP=/MAC=, args.cni.ips/mac or
+runtimeConfig.ips/mac (capabilities "ips" and "mac").
+
+Every call answers within PYFLANNEL_TIMEOUT seconds [60]: past that it rolls back
+and fails with code 11 (try again later).
 """
 
 # CNI command -> module under cni.commands (imported only when run).
 MODULES = {"ADD": "add", "DEL": "delete", "CHECK": "check", "STATUS": "status", "GC": "gc"}
+CONFIG_LIMIT = 4 << 20      # bytes of stdin: a GC list of every pod on a node fits easily
+DEFAULT_TIMEOUT = 60.0      # seconds; PYFLANNEL_TIMEOUT
+GRACE = 5.0                 # seconds the rollback may take past the timeout
 
 
 def _load_pyroute2_lightly() -> None:
@@ -49,8 +65,48 @@ def _emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def _timeout(env: dict[str, str]) -> float:
+    text = env.get("PYFLANNEL_TIMEOUT", "")
+    try:
+        seconds = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise CNIError(INVALID_ENVIRONMENT, "invalid PYFLANNEL_TIMEOUT",
+                       f"{text[:40]!r} is not a number of seconds in (0, 3600]")
+    return seconds
+
+
+def _arm_deadline(seconds: float, reply: list[str]) -> None:
+    """Past `seconds` the call fails with code 11 wherever it is (a blocking read, a lock
+    held by a stuck process): the exception unwinds through ADD's rollback. Should even
+    that hang, the error is written GRACE seconds later and the process exits."""
+    def expire(signum: int, frame) -> None:
+        signal.signal(signal.SIGALRM, give_up)
+        signal.setitimer(signal.ITIMER_REAL, GRACE)
+        where = f" (in {frame.f_code.co_name})" if frame is not None else ""
+        raise CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after {seconds:g} s{where}",
+                       "set PYFLANNEL_TIMEOUT for a longer bound")
+
+    def give_up(signum: int, frame) -> None:
+        _emit(CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after {seconds + GRACE:g} s",
+                       "the rollback did not finish").to_dict(reply[0]))
+        os._exit(1)
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _read_config(stdin) -> bytes:
+    data = stdin.read(CONFIG_LIMIT + 1)
+    if len(data) > CONFIG_LIMIT:
+        raise CNIError(DECODING_FAILURE, "error parsing network config",
+                       f"more than {CONFIG_LIMIT} bytes on stdin")
+    return data
+
+
 def _execute(env: dict[str, str], stdin) -> int:
-    reply_version = version.CURRENT
+    reply = [version.CURRENT]     # the version errors are given in, once the config says
     if env.get("CNI_COMMAND") == "VERSION":
         _emit({"cniVersion": version.CURRENT, "supportedVersions": list(version.SUPPORTED)})
         return 0
@@ -58,16 +114,18 @@ def _execute(env: dict[str, str], stdin) -> int:
     from .core.skel import parse_environment
 
     try:
+        _arm_deadline(_timeout(env), reply)
         inv = parse_environment(env)
-        data = stdin.read()
+        data = _read_config(stdin)
         raw = netconf.decode(data)
         if netconf.cni_version_of(raw) in version.SUPPORTED:
-            reply_version = netconf.cni_version_of(raw)
+            reply[0] = netconf.cni_version_of(raw)
         conf = netconf.parse(data)
         version.require_command_allowed(inv.command, conf.cni_version)
         _load_pyroute2_lightly()
         module = importlib.import_module(f"cni.commands.{MODULES[inv.command]}")
         out = module.run(inv, conf)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         if out is not None:
             _emit(out)
         return 0
@@ -75,10 +133,13 @@ def _execute(env: dict[str, str], stdin) -> int:
         error = e
     except OSError as e:
         error = CNIError(IO_FAILURE, f"I/O failure: {e.strerror or e}", str(e.filename or ""))
+    except MemoryError:
+        error = CNIError(IO_FAILURE, "out of memory", "an input is too large")
     except Exception as e:  # noqa: BLE001 - every failure must reach the runtime as JSON
         traceback.print_exc(file=sys.stderr)
         error = CNIError(INTERNAL, f"internal error: {type(e).__name__}: {e}")
-    _emit(error.to_dict(reply_version))
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    _emit(error.to_dict(reply[0]))
     return 1
 
 

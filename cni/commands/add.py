@@ -18,13 +18,13 @@ from .subnet import load
 def run(inv: Invocation, conf: NetConf) -> dict:
     env = load(conf.subnet_file)
     owner = Attachment(inv.container_id, inv.ifname)
-    plan = plan_add(conf, env, owner)
+    plan = plan_add(conf, env, owner, inv.args)
     pod_fd = netns.open_netns(inv.netns)
     store = DiskStore(conf.data_dir, conf.name)
     undo: list[Callable[[], object]] = []
     try:
         with store.locked():
-            ip = allocate(store, env.subnet, env.gateway, owner)
+            ip = allocate(store, env.subnet, env.gateway, owner, plan.requested)
             undo.append(lambda: _release(store, owner))
             store.write_record(Record(owner, inv.netns, plan.pod_address(ip), plan.host_veth,
                                       plan.bridge, plan.masq_chain))
@@ -32,16 +32,18 @@ def run(inv: Invocation, conf: NetConf) -> dict:
         pod = link.pod_socket(pod_fd, inv.netns)
         bridge = link.ensure_bridge(host, plan.bridge, plan.mtu, plan.gateway, plan.networks)
         link.enable_forwarding()
+        link.forget_neighbour(host, bridge, ip)
+        # The record names the host veth before it exists: DEL and GC find it from now on.
         host_end, pod_end = link.add_veth(host, pod, pod_fd, host_name=plan.host_veth,
-                                          pod_name=inv.ifname, mtu=plan.mtu)
+                                          pod_name=inv.ifname, mtu=plan.mtu,
+                                          pod_mac=plan.requested.mac)
         undo.append(lambda: link.delete(host, plan.host_veth))
         link.attach_host_end(host, host_end, bridge, hairpin=plan.hairpin,
                              alias=plan.host_alias)
         link.configure_pod(pod, pod_end, plan.pod_address(ip), plan.routes)
         if plan.masq_chain:
             undo.append(lambda: masq.teardown(plan.masq_chain))
-            masq.setup(plan.masq_chain, ip, plan.networks,
-                       f"pyflannel: {conf.name} {inv.container_id}")
+            masq.setup(plan.masq_chain, ip, plan.networks, plan.masq_comment)
         built = Built(bridge.mac, host_end.mac, pod_end.mac)
         return add_result(plan, ip, built, inv.netns, conf.dns).to_json(conf.cni_version)
     except BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..core.ipam import release
 from ..core.netconf import Attachment, NetConf
-from ..core.plan import host_veth_name, masq_chain_name
+from ..core.plan import host_veth_alias, host_veth_name, masq_chain_name
 from ..core.skel import Invocation
 from ..io import link, masq
 from ..io.store import DiskStore
@@ -13,13 +13,15 @@ from ..io.store import DiskStore
 def run(inv: Invocation, conf: NetConf) -> None:
     owner = Attachment(inv.container_id, inv.ifname)
     store = DiskStore(conf.data_dir, conf.name)
-    if not store.dir.exists():
+    alias = host_veth_alias(conf.name, owner)
+    if not store.exists():
         # Nothing was ever reserved here; still remove a veth a crashed ADD may have left.
-        link.delete(link.IPRoute(), host_veth_name(conf.name, owner))
+        link.delete_host_veth(link.IPRoute(), host_veth_name(conf.name, owner), alias)
         return None
     record = store.read_record(owner)
-    # Deleting the host end deletes the pod end too, wherever the pod's netns is.
-    link.delete(link.IPRoute(), record.host_veth if record else host_veth_name(conf.name, owner))
+    link.delete_host_veth(link.IPRoute(),
+                          record.host_veth if record else host_veth_name(conf.name, owner),
+                          alias)
     if record is not None:
         chain = record.masq_chain
     else:

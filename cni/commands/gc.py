@@ -1,11 +1,18 @@
-"""GC: release everything of this network not in `cni.dev/valid-attachments`."""
+"""GC: release everything of this network not in `cni.dev/valid-attachments`.
+
+What ADD makes is found two ways, so that an ADD killed at any point leaves nothing GC
+misses: host veths by their alias, and the veth, chain and IP each record names (the
+record is written before any of them exists and removed after all of them are gone).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..core.errors import KERNEL_FAILURE, CNIError
 from ..core.ipam import stale
 from ..core.netconf import NetConf
-from ..core.plan import parse_alias
+from ..core.plan import host_veth_alias, is_network_alias
 from ..core.skel import Invocation
 from ..io import link, masq
 from ..io.store import DiskStore
@@ -13,29 +20,42 @@ from ..io.store import DiskStore
 
 def run(inv: Invocation, conf: NetConf) -> None:
     valid = set(conf.valid_attachments or ())
+    valid_aliases = {host_veth_alias(conf.name, owner) for owner in valid}
     store = DiskStore(conf.data_dir, conf.name)
     errors: list[str] = []
     host = link.IPRoute()
     for view in link.all_links(host):
-        owner = parse_alias(view.alias, conf.name)
-        if owner is not None and owner not in valid:
+        if is_network_alias(view.alias, conf.name) and view.alias not in valid_aliases:
             _attempt(errors, lambda v=view: link.delete(host, v.name))
-    if store.dir.exists():
+    if not store.exists():
+        return _report(errors)
+    kept = set(valid)      # and the attachments whose veth or chain could not be removed
+    for record in store.all_records():
+        if record.owner in valid:
+            continue
+        failed = len(errors)
+        _attempt(errors, lambda r=record: link.delete_host_veth(
+            host, r.host_veth, host_veth_alias(conf.name, r.owner)))
+        if record.masq_chain:
+            _attempt(errors, lambda r=record: masq.teardown(r.masq_chain))
+        if len(errors) > failed:
+            kept.add(record.owner)      # its record stays, for the next GC to try again
+    with store.locked():
         for record in store.all_records():
-            if record.owner not in valid and record.masq_chain:
-                _attempt(errors, lambda r=record: masq.teardown(r.masq_chain))
-        with store.locked():
-            for record in store.all_records():
-                if record.owner not in valid:
-                    store.remove_record(record.owner)
-            for ip in stale(store, valid):
-                store.release(ip)
-    if errors:
-        raise CNIError(KERNEL_FAILURE, "GC finished with errors", "; ".join(errors))
+            if record.owner not in kept:
+                store.remove_record(record.owner)
+        for ip in stale(store, kept):
+            store.release(ip)
+    return _report(errors)
 
 
-def _attempt(errors: list[str], step) -> None:
+def _attempt(errors: list[str], step: Callable[[], object]) -> None:
     try:
         step()
     except CNIError as e:
         errors.append(str(e))
+
+
+def _report(errors: list[str]) -> None:
+    if errors:
+        raise CNIError(KERNEL_FAILURE, "GC finished with errors", "; ".join(errors))

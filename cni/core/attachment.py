@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
@@ -38,10 +39,23 @@ def record_from_json(text: str) -> Record | None:
             bridge=raw["bridge"],
             masq_chain=raw.get("masqChain"),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
+
+
+# File names the store makes stay well under NAME_MAX (255 bytes) with room for the
+# temporary `.<name>.<pid>.tmp` beside them. A longer name (the spec sets no limit on
+# container IDs and network names) becomes its first characters, '~' and a digest: '~'
+# can appear in neither an ID nor a name, so it never meets a name kept as it is.
+NAME_LIMIT = 200
+
+
+def fit_filename(name: str) -> str:
+    if len(name.encode()) <= NAME_LIMIT:
+        return name
+    return f"{name[:64]}~{hashlib.sha256(name.encode()).hexdigest()[:40]}"
 
 
 def record_filename(owner: Attachment) -> str:
     # ':' can appear in neither a container ID nor an interface name.
-    return f"{owner.container_id}:{owner.ifname}"
+    return fit_filename(f"{owner.container_id}:{owner.ifname}")

@@ -23,6 +23,16 @@ CHECK_FAILED = 102
 KERNEL_FAILURE = 103
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """`value` as an error message shows it: its repr, cut to `limit` characters (an ID or
+    a config value can be huge, or nested too deeply for repr)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(a value nested too deeply to show)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class CNIError(Exception):
     """A failure the plugin reports as the spec's error object.
 

@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
-from .errors import ALREADY_EXISTS, IP_EXHAUSTED, CNIError
+from .errors import ALREADY_EXISTS, IP_EXHAUSTED, CNIError, shown
 from .netconf import Attachment
+from .requested import Requested, code_for
+
+NOTHING = Requested()
 
 
 class Store(Protocol):
@@ -53,7 +56,7 @@ def owned_by(store: Store, owner: Attachment) -> list[IPv4Address]:
 
 
 def allocate(store: Store, subnet: IPv4Network, gateway: IPv4Address,
-             owner: Attachment) -> IPv4Address:
+             owner: Attachment, requested: Requested = NOTHING) -> IPv4Address:
     held = owned_by(store, owner)
     if held:
         raise CNIError(
@@ -61,6 +64,8 @@ def allocate(store: Store, subnet: IPv4Network, gateway: IPv4Address,
             f"{held[0]} has been allocated to {owner.container_id}/{owner.ifname}, "
             "duplicate allocation is not allowed",
         )
+    if requested.ip is not None:
+        return _allocate_requested(store, subnet, gateway, owner, requested)
     for ip in candidates(subnet, gateway, store.last_reserved()):
         if store.reserve(ip, owner):
             store.set_last_reserved(ip)
@@ -68,6 +73,30 @@ def allocate(store: Store, subnet: IPv4Network, gateway: IPv4Address,
     first, end = usable_range(subnet, gateway)
     raise CNIError(IP_EXHAUSTED, f"no IP addresses available in range {first}-{end}",
                    f"subnet {subnet} is full")
+
+
+def _allocate_requested(store: Store, subnet: IPv4Network, gateway: IPv4Address,
+                        owner: Attachment, requested: Requested) -> IPv4Address:
+    """The requested IP if it is allocatable and free; the round-robin position stays."""
+    ip, source = requested.ip, requested.ip_source
+    assert ip is not None
+    first, end = usable_range(subnet, gateway)
+    problem = ""
+    if ip not in subnet:
+        problem = f"is outside this node's subnet {subnet}"
+    elif ip == gateway:
+        problem = "is the gateway (the bridge's address)"
+    elif not first <= ip <= end:
+        problem = f"is the network or broadcast address of {subnet}"
+    if problem:
+        raise CNIError(code_for(source), f"requested IP {ip} ({source}) cannot be allocated",
+                       f"{ip} {problem}")
+    if not store.reserve(ip, owner):
+        who = store.reservations().get(ip)
+        holder = f"{who.container_id}/{who.ifname}" if who else "an unreadable reservation"
+        raise CNIError(ALREADY_EXISTS, f"requested IP {ip} ({source}) is already allocated",
+                       f"held by {shown(holder)}")
+    return ip
 
 
 def release(store: Store, owner: Attachment) -> list[IPv4Address]:

@@ -4,6 +4,8 @@ Keys beyond the standard ones (defaults in brackets): subnetFile
 [/run/flannel/subnet.env], dataDir [/var/lib/cni/pyflannel], bridge [cni0],
 mtu [FLANNEL_MTU], hairpinMode [true], isDefaultGateway [true],
 ipMasq [not FLANNEL_IPMASQ]. Unknown keys are accepted and ignored, as the spec asks.
+A requested IP and MAC may come in `args.cni.ips` / `args.cni.mac` and in
+`runtimeConfig.ips` / `runtimeConfig.mac` (see `requested`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from .errors import (
     INVALID_NETWORK_CONFIG,
     UNSUPPORTED_FIELD,
     CNIError,
+    shown,
 )
-from .skel import ID_PATTERN, validate_ifname
+from .requested import ARGS_IPS, ARGS_MAC, RUNTIME_IPS, RUNTIME_MAC, Wanted
+from .skel import ID_PATTERN, validate_ifname, validate_path
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/pyflannel"
@@ -47,10 +51,20 @@ class NetConf:
     dns: dict[str, Any] = field(default_factory=dict)
     prev_result: dict[str, Any] | None = None
     valid_attachments: tuple[Attachment, ...] | None = None
+    requested_ips: tuple[Wanted, ...] = ()       # args.cni.ips, then runtimeConfig.ips
+    requested_macs: tuple[Wanted, ...] = ()      # args.cni.mac, then runtimeConfig.mac
 
 
 def _invalid(msg: str, details: str = "") -> CNIError:
     return CNIError(INVALID_NETWORK_CONFIG, msg, details)
+
+
+def _json_shown(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (RecursionError, ValueError):
+        return shown(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _typed(raw: dict, key: str, kind: type, default: Any) -> Any:
@@ -59,8 +73,48 @@ def _typed(raw: dict, key: str, kind: type, default: Any) -> Any:
     value = raw[key]
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise _invalid(f"invalid network config: {key}",
-                       f"{key}={value!r} must be a {kind.__name__}")
+                       f"{key}={shown(value)} must be a {kind.__name__}")
     return value
+
+
+def _path(raw: dict, key: str, default: str) -> str:
+    value = _typed(raw, key, str, default)
+    validate_path(value, f"network config: {key}", INVALID_NETWORK_CONFIG)
+    return value
+
+
+def _section(raw: dict, *keys: str) -> dict:
+    """raw[keys[0]][keys[1]]..., {} where absent; an error where it is not an object."""
+    for depth, key in enumerate(keys):
+        value = raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            where = ".".join(keys[:depth + 1])
+            raise _invalid(f"invalid network config: {where}", "must be an object")
+        raw = value
+    return raw
+
+
+def _requests(raw: dict) -> tuple[tuple[Wanted, ...], tuple[Wanted, ...]]:
+    ips: list[Wanted] = []
+    macs: list[Wanted] = []
+    for section, ips_key, mac_key in ((_section(raw, "args", "cni"), ARGS_IPS, ARGS_MAC),
+                                      (_section(raw, "runtimeConfig"), RUNTIME_IPS,
+                                       RUNTIME_MAC)):
+        listed = section.get("ips")
+        if listed is not None:
+            if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+                raise _invalid(f"invalid network config: {ips_key}",
+                               f"{shown(listed)} must be a list of strings")
+            ips += [Wanted(x, ips_key) for x in listed]
+        mac = section.get("mac")
+        if mac is not None and mac != "":
+            if not isinstance(mac, str):
+                raise _invalid(f"invalid network config: {mac_key}",
+                               f"{shown(mac)} is not a string")
+            macs.append(Wanted(mac, mac_key))
+    return tuple(ips), tuple(macs)
 
 
 def _attachments(raw: dict) -> tuple[Attachment, ...] | None:
@@ -75,7 +129,7 @@ def _attachments(raw: dict) -> tuple[Attachment, ...] | None:
         if not isinstance(item, dict) or not isinstance(item.get("containerID"), str) \
                 or not isinstance(item.get("ifname"), str):
             raise _invalid(f"invalid network config: {key}",
-                           f"entry {item!r} needs string containerID and ifname")
+                           f"entry {shown(item)} needs string containerID and ifname")
         out.append(Attachment(item["containerID"], item["ifname"]))
     return tuple(out)
 
@@ -85,6 +139,9 @@ def decode(data: bytes | str) -> dict:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise CNIError(DECODING_FAILURE, "error parsing network config", str(e)) from None
+    except RecursionError:
+        raise CNIError(DECODING_FAILURE, "error parsing network config",
+                       "the JSON is nested too deeply") from None
     if not isinstance(raw, dict):
         raise CNIError(DECODING_FAILURE, "error parsing network config",
                        "the configuration is not a JSON object")
@@ -106,10 +163,10 @@ def parse(data: bytes | str) -> NetConf:
         raise _invalid("missing network name")
     if not ID_PATTERN.fullmatch(name):
         raise _invalid("invalid network name",
-                       f"{name!r} has characters a network name cannot have")
+                       f"{shown(name)} has characters a network name cannot have")
     if "ipam" in raw:
         raise CNIError(UNSUPPORTED_FIELD, "unsupported field: ipam",
-                       f"ipam={json.dumps(raw['ipam'])}: pyflannel allocates from the subnet file")
+                       f"ipam={_json_shown(raw['ipam'])}: pyflannel allocates from the subnet file")
     bridge = _typed(raw, "bridge", str, DEFAULT_BRIDGE)
     try:
         validate_ifname(bridge)
@@ -119,11 +176,12 @@ def parse(data: bytes | str) -> NetConf:
     if mtu is not None and not 68 <= mtu <= 65535:
         raise _invalid("invalid network config: mtu", f"mtu={mtu} is not in 68..65535")
     prev = _typed(raw, "prevResult", dict, None)
+    requested_ips, requested_macs = _requests(raw)
     return NetConf(
         cni_version=cni_version,
         name=name,
-        subnet_file=_typed(raw, "subnetFile", str, DEFAULT_SUBNET_FILE),
-        data_dir=_typed(raw, "dataDir", str, DEFAULT_DATA_DIR),
+        subnet_file=_path(raw, "subnetFile", DEFAULT_SUBNET_FILE),
+        data_dir=_path(raw, "dataDir", DEFAULT_DATA_DIR),
         bridge=bridge,
         mtu=mtu,
         hairpin_mode=_typed(raw, "hairpinMode", bool, True),
@@ -132,4 +190,6 @@ def parse(data: bytes | str) -> NetConf:
         dns=_typed(raw, "dns", dict, {}),
         prev_result=prev,
         valid_attachments=_attachments(raw),
+        requested_ips=requested_ips,
+        requested_macs=requested_macs,
     )

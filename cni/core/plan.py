@@ -11,7 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from . import requested
 from .netconf import Attachment, NetConf
+from .requested import Requested
 from .result import Interface, IPConfig, Result, Route
 from .subnet_env import SubnetEnv
 
@@ -32,17 +34,31 @@ def masq_chain_name(network: str, owner: Attachment) -> str:
     return "PYFL-" + _digest(network, owner)[:23]
 
 
+ALIAS_LIMIT = 255      # IFALIASZ - 1: the kernel refuses a longer alias
+
+
 def host_veth_alias(network: str, owner: Attachment) -> str:
-    """The alias ADD puts on the host veth, so GC can tell whose it is."""
-    return f"{ALIAS_PREFIX}:{network}:{owner.container_id}:{owner.ifname}"
+    """The alias ADD puts on the host veth, so GC can tell whose it is: readable where it
+    fits, else the network's and the attachment's digests ('~' is in no name or ID)."""
+    plain = f"{ALIAS_PREFIX}:{network}:{owner.container_id}:{owner.ifname}"
+    if len(plain.encode()) <= ALIAS_LIMIT:
+        return plain
+    return f"{_network_alias_prefix(network)}{_digest(network, owner)[:40]}"
 
 
-def parse_alias(alias: str, network: str) -> Attachment | None:
-    prefix = f"{ALIAS_PREFIX}:{network}:"
-    if not alias.startswith(prefix):
-        return None
-    container_id, sep, ifname = alias[len(prefix):].rpartition(":")
-    return Attachment(container_id, ifname) if sep else None
+def _network_alias_prefix(network: str) -> str:
+    return f"{ALIAS_PREFIX}~{hashlib.sha256(network.encode()).hexdigest()[:16]}~"
+
+
+def is_network_alias(alias: str, network: str) -> bool:
+    """Whether `alias` marks a host veth of `network` (':' is in no network name)."""
+    return alias.startswith((f"{ALIAS_PREFIX}:{network}:", _network_alias_prefix(network)))
+
+
+def masq_comment(network: str, owner: Attachment) -> str:
+    """The iptables comment on the masquerade rules (the kernel keeps at most 255 bytes)."""
+    comment = f"pyflannel: {network} {owner.container_id}"
+    return comment if len(comment) <= 200 else comment[:197] + "..."
 
 
 @dataclass(frozen=True)
@@ -57,12 +73,19 @@ class AddPlan:
     routes: tuple[Route, ...]
     masq_chain: str | None          # None: no masquerading
     networks: tuple[IPv4Network, ...]  # the cluster network(s), FLANNEL_NETWORK
+    masq_comment: str
+    requested: Requested            # the IP and MAC the runtime asked for
 
     def pod_address(self, ip: IPv4Address) -> IPv4Interface:
         return IPv4Interface(f"{ip}/{self.gateway.network.prefixlen}")
 
 
-def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment) -> AddPlan:
+def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment,
+             cni_args: dict[str, str] | None = None) -> AddPlan:
+    """Raises the error of a malformed or contradictory IP/MAC request before anything."""
+    arg_ips, arg_mac = requested.from_cni_args(cni_args or {})
+    wanted = requested.merge(arg_ips + list(conf.requested_ips),
+                             [arg_mac, *conf.requested_macs])
     gateway = IPv4Interface(f"{env.gateway}/{env.subnet.prefixlen}")
     if conf.is_default_gateway:
         routes = (Route(DEFAULT_ROUTE, env.gateway),)
@@ -80,6 +103,8 @@ def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment) -> AddPlan:
         routes=routes,
         masq_chain=masq_chain_name(conf.name, owner) if masq else None,
         networks=env.networks,
+        masq_comment=masq_comment(conf.name, owner),
+        requested=wanted,
     )
 
 

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_interface
 from typing import Any
 
 from . import version
-from .errors import DECODING_FAILURE, CNIError
+from .errors import DECODING_FAILURE, CNIError, shown
 
 
 @dataclass(frozen=True)
@@ -89,37 +89,71 @@ def _bad(what: str) -> CNIError:
     return CNIError(DECODING_FAILURE, "cannot decode prevResult", what)
 
 
-def _text(value: object) -> str:
+def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{value!r} is not a string")
+        raise _bad(f"{what}: {shown(value)} is not a string")
     return value
 
 
-def from_json(raw: dict) -> Result:
-    """Read a result (prevResult) of any supported version; IPv6 entries are kept out."""
+def _optional_text(entry: dict, key: str, what: str) -> str:
+    value = entry.get(key)
+    return "" if value is None else _text(value, f"{what}.{key}")
+
+
+def _objects(raw: dict, key: str) -> list[dict]:
+    """raw[key] as a list of objects ([] when absent or null)."""
+    items = raw.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise _bad(f"{key}: {shown(items)} is not a list of objects")
+    return items
+
+
+def _number(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _bad(f"{what}: {shown(value)} is not a number")
+    return value
+
+
+def _interface(entry: dict) -> Interface:
+    return Interface(name=_text(entry.get("name"), "interfaces[].name"),
+                     mac=_optional_text(entry, "mac", "interfaces[]"),
+                     sandbox=_optional_text(entry, "sandbox", "interfaces[]"),
+                     mtu=_number(entry.get("mtu") or 0, "interfaces[].mtu"))
+
+
+def _ip(entry: dict) -> IPConfig | None:
     try:
-        interfaces = tuple(
-            Interface(name=i["name"], mac=i.get("mac", ""), sandbox=i.get("sandbox", ""),
-                      mtu=int(i.get("mtu", 0)))
-            for i in raw.get("interfaces") or ()
-        )
-        ips = []
-        for entry in raw.get("ips") or raw.get("ip") or ():
-            address = ip_interface(_text(entry["address"]))
-            if address.version != 4:
-                continue
-            gw = entry.get("gateway")
-            index = entry.get("interface")
-            if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
-                raise ValueError(f"interface index {index!r} is not a number")
-            ips.append(IPConfig(address, IPv4Address(_text(gw)) if gw else None, index))
-        routes = []
-        for entry in raw.get("routes") or ():
-            dst = IPv4Network(entry["dst"]) if ":" not in entry["dst"] else None
-            if dst is not None:
-                gw = entry.get("gw")
-                routes.append(Route(dst, IPv4Address(gw) if gw else None))
-        dns = raw.get("dns") or {}
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise _bad(f"{type(e).__name__}: {e}") from None
-    return Result(interfaces, tuple(ips), tuple(routes), dns if isinstance(dns, dict) else {})
+        address = ip_interface(_text(entry.get("address"), "ips[].address"))
+        if address.version != 4:
+            return None
+        gw = _optional_text(entry, "gateway", "ips[]")
+        index = entry.get("interface")
+        return IPConfig(IPv4Interface(address), IPv4Address(gw) if gw else None,
+                        None if index is None else _number(index, "ips[].interface"))
+    except ValueError as e:
+        raise _bad(f"ips[]: {e}") from None
+
+
+def _route(entry: dict) -> Route | None:
+    dst = _text(entry.get("dst"), "routes[].dst")
+    gw = _optional_text(entry, "gw", "routes[]")
+    if ":" in dst:
+        return None
+    try:
+        return Route(IPv4Network(dst), IPv4Address(gw) if gw else None)
+    except ValueError as e:
+        raise _bad(f"routes[]: {e}") from None
+
+
+def from_json(raw: dict) -> Result:
+    """Read a result (prevResult) of any supported version; IPv6 entries are kept out.
+    Every field is type-checked: a wrong shape is a decoding error naming the field."""
+    if not isinstance(raw, dict):
+        raise _bad(f"{shown(raw)} is not an object")
+    interfaces = tuple(_interface(i) for i in _objects(raw, "interfaces"))
+    ips = tuple(ip for ip in map(_ip, _objects(raw, "ips") or _objects(raw, "ip")) if ip)
+    routes = tuple(r for r in map(_route, _objects(raw, "routes")) if r)
+    dns = raw.get("dns")
+    return Result(interfaces, ips, routes, dns if isinstance(dns, dict) else {})

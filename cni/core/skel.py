@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import INVALID_ENVIRONMENT, CNIError
+from .errors import INVALID_ENVIRONMENT, CNIError, shown
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
@@ -33,18 +33,52 @@ class Invocation:
     path: tuple[str, ...] = ()
 
 
+# Bytes the kernel's dev_valid_name refuses in an interface name (its isspace() includes
+# 0xA0, as in Latin-1), plus '%': a name with '%' is a pattern the kernel expands into
+# another name (eth%d -> eth0), so the link would not be found under the name given.
+_KERNEL_REFUSED = frozenset(b"/:%\t\n\v\f\r \xa0")
+IFNAMSIZ = 16
+
+
+def ifname_problem(name: str) -> str:
+    """Why the kernel would not create a link named exactly `name` ("" when it would): the
+    spec's rules (not empty, at most 15 bytes, not '.' or '..', no '/', ':' or whitespace)
+    plus the kernel's ('%' patterns, its own notion of white space, valid UTF-8 here so
+    that results and records can hold it)."""
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if not raw:
+        return "is empty"
+    if len(raw) >= IFNAMSIZ:
+        return f"is longer than {IFNAMSIZ - 1} bytes"
+    if raw in (b".", b".."):
+        return "is '.' or '..'"
+    if "\0" in name or any(b in _KERNEL_REFUSED for b in raw) \
+            or any(c.isspace() for c in name):
+        return "contains '/', ':', '%', NUL or white space"
+    return ""
+
+
 def validate_ifname(name: str) -> None:
-    problem = ""
-    if not name:
-        problem = "is empty"
-    elif len(name.encode()) > 15:
-        problem = "is longer than 15 bytes"
-    elif name in (".", ".."):
-        problem = "is '.' or '..'"
-    elif any(c in name for c in "/:") or any(c.isspace() for c in name):
-        problem = "contains '/', ':' or whitespace"
+    problem = ifname_problem(name)
     if problem:
-        raise CNIError(INVALID_ENVIRONMENT, "invalid CNI_IFNAME", f"{name!r} {problem}")
+        raise CNIError(INVALID_ENVIRONMENT, "invalid CNI_IFNAME", f"{shown(name)} {problem}")
+
+
+def validate_path(value: str, what: str, code: int = INVALID_ENVIRONMENT) -> None:
+    """A path the plugin can open and write into its records and results: UTF-8, no NUL."""
+    problem = ""
+    if "\0" in value:
+        problem = "contains a NUL byte"
+    else:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8"
+    if problem:
+        raise CNIError(code, f"invalid {what}", f"{shown(value)} {problem}")
 
 
 def validate_container_id(cid: str) -> None:
@@ -52,7 +86,8 @@ def validate_container_id(cid: str) -> None:
         raise CNIError(
             INVALID_ENVIRONMENT,
             "invalid CNI_CONTAINERID",
-            f"{cid!r} must start with a letter or digit, then letters, digits, '_', '.' or '-'",
+            f"{shown(cid)} must start with a letter or digit, then letters, digits, '_', '.' "
+            "or '-'",
         )
 
 
@@ -62,7 +97,8 @@ def parse_args(raw: str) -> dict[str, str]:
     for pair in filter(None, raw.split(";")):
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CNIError(INVALID_ENVIRONMENT, "invalid CNI_ARGS", f"pair {pair!r} is not K=V")
+            raise CNIError(INVALID_ENVIRONMENT, "invalid CNI_ARGS",
+                           f"pair {shown(pair)} is not K=V")
         out[key] = value
     return out
 
@@ -85,4 +121,5 @@ def parse_environment(env: Mapping[str, str]) -> Invocation:
     if command in ("ADD", "CHECK", "DEL"):
         validate_container_id(inv.container_id)
         validate_ifname(inv.ifname)
+        validate_path(inv.netns, "CNI_NETNS")
     return inv

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from .errors import INVALID_NETWORK_CONFIG, CNIError
+from .errors import INVALID_NETWORK_CONFIG, CNIError, shown
 
 REQUIRED_KEYS = ("FLANNEL_NETWORK", "FLANNEL_SUBNET", "FLANNEL_MTU", "FLANNEL_IPMASQ")
 
@@ -53,9 +53,9 @@ def parse(text: str, path: str = "subnet file") -> SubnetEnv:
     except (ValueError, ipaddress.AddressValueError) as e:
         raise _bad(path, str(e)) from None
     if not values["FLANNEL_MTU"].isdecimal() or not 68 <= int(values["FLANNEL_MTU"]) <= 65535:
-        raise _bad(path, f"FLANNEL_MTU={values['FLANNEL_MTU']!r} is not an MTU (68..65535)")
+        raise _bad(path, f"FLANNEL_MTU={shown(values['FLANNEL_MTU'])} is not an MTU (68..65535)")
     if values["FLANNEL_IPMASQ"] not in ("true", "false"):
-        raise _bad(path, f"FLANNEL_IPMASQ={values['FLANNEL_IPMASQ']!r} is not true or false")
+        raise _bad(path, f"FLANNEL_IPMASQ={shown(values['FLANNEL_IPMASQ'])} is not true or false")
     subnet = iface.network
     if subnet.prefixlen > 30:
         raise _bad(path, f"FLANNEL_SUBNET {subnet} is too small to allocate from")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import INCOMPATIBLE_VERSION, CNIError
+from .errors import INCOMPATIBLE_VERSION, CNIError, shown
 
 SUPPORTED = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CURRENT = "1.1.0"
@@ -22,7 +22,7 @@ def require_supported(version: str) -> None:
         raise CNIError(
             INCOMPATIBLE_VERSION,
             "incompatible CNI versions",
-            f"config is {version!r}, plugin supports {list(SUPPORTED)}",
+            f"config is {shown(version)}, plugin supports {list(SUPPORTED)}",
         )
 
 

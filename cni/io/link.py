@@ -7,10 +7,11 @@ The functions take an rtnetlink socket (`IPRoute`) in the node's namespace or, f
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -138,18 +139,50 @@ def routes(ipr: IPRoute, index: int) -> list[Route]:
 
 
 def add_veth(host: IPRoute, pod: IPRoute, pod_fd: int, *, host_name: str, pod_name: str,
-             mtu: int) -> tuple[LinkView, LinkView]:
+             mtu: int, pod_mac: str | None) -> tuple[LinkView, LinkView]:
+    """The veth pair, its pod end made directly in the pod's namespace (with `pod_mac`
+    when one is given) and set to announce its address when it comes up (arp_notify, as
+    bridge does), so that neighbours holding a recycled IP's old MAC learn the new one."""
     if find(pod, pod_name) is not None:
         raise CNIError(ALREADY_EXISTS, f"container interface {pod_name} already exists")
     if find(host, host_name) is not None:
         raise CNIError(ALREADY_EXISTS, f"host veth {host_name} already exists",
                        "the attachment was added before; DEL it first")
+    peer: dict = {"ifname": pod_name, "net_ns_fd": pod_fd, "mtu": mtu}
+    if pod_mac:
+        peer["address"] = pod_mac
     with kernel(f"create veth {host_name} with peer {pod_name} in the pod"):
-        host.link("add", ifname=host_name, kind="veth", mtu=mtu,
-                  peer={"ifname": pod_name, "net_ns_fd": pod_fd, "mtu": mtu})
+        host.link("add", ifname=host_name, kind="veth", mtu=mtu, peer=peer)
     host_link, pod_link = find(host, host_name), find(pod, pod_name)
     assert host_link is not None and pod_link is not None
+    with inside(pod_fd, "the pod's netns"):
+        _set_sysctl(f"/proc/sys/net/ipv4/conf/{pod_name}/arp_notify", "1")
     return host_link, pod_link
+
+
+def _set_sysctl(path: str, value: str) -> None:
+    """Best effort, as in bridge: a read-only /proc/sys only loses the announcement."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, value.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def forget_neighbour(ipr: IPRoute, bridge: LinkView, ip: IPv4Address) -> None:
+    """Drop the node's neighbour entry for `ip` on the bridge: after a recycled IP it still
+    holds the old pod's MAC, and the node would send to it until the entry times out."""
+    try:
+        ipr.neigh("del", dst=str(ip), ifindex=bridge.index)
+    except NetlinkError as e:
+        if e.code not in (errno.ENOENT, errno.ESRCH, errno.EINVAL):
+            raise CNIError(KERNEL_FAILURE, f"cannot remove the neighbour entry of {ip} on "
+                           f"{bridge.name}", os.strerror(e.code)) from None
 
 
 def attach_host_end(ipr: IPRoute, link: LinkView, bridge: LinkView, *, hairpin: bool,
@@ -185,3 +218,13 @@ def delete(ipr: IPRoute, name: str) -> bool:
                 return False
             raise
     return True
+
+
+def delete_host_veth(ipr: IPRoute, name: str, alias: str) -> bool:
+    """Delete the host veth `name` of the attachment whose alias is `alias`: also when it has
+    no alias yet (ADD was killed between creating and attaching it), never when it is
+    another attachment's. Deleting it deletes its pod end too, wherever that is."""
+    found = find(ipr, name)
+    if found is None or found.kind != "veth" or found.alias not in ("", alias):
+        return False
+    return delete(ipr, name)

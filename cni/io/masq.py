@@ -8,17 +8,31 @@ exempt, so pod-to-pod traffic across nodes keeps its source address.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import subprocess
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 
 from ..core.errors import KERNEL_FAILURE, CNIError
 
 MULTICAST = "224.0.0.0/4"
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """In the child, before exec: if the plugin is killed mid-call, iptables goes too,
+    rather than changing the rules after a DEL or GC has already looked at them."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:      # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> str:
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60,
+                              preexec_fn=partial(_die_with, os.getpid()))
     except (OSError, subprocess.TimeoutExpired) as e:
         raise CNIError(KERNEL_FAILURE, f"cannot run {cmd[0]}", str(e)) from None
     if proc.returncode != 0:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..core.errors import INVALID_NETNS, UNKNOWN_CONTAINER, CNIError
+from .files import kind_of
 
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703     # ioctl on an nsfs file: its CLONE_NEW* type
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -25,12 +29,17 @@ def _setns(fd: int, what: str) -> None:
 def open_netns(path: str) -> int:
     """An fd on the namespace at `path`; code 3 when it is gone, 8 when it is ours."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # Without blocking: a FIFO given as the path must not hang the call.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise CNIError(UNKNOWN_CONTAINER, f"netns {path} does not exist") from None
     except OSError as e:
         raise CNIError(INVALID_NETNS, f"cannot open netns {path}", e.strerror) from None
     st, own = os.fstat(fd), os.stat("/proc/self/ns/net")
+    kind = _namespace_kind(fd, st.st_mode)
+    if kind:
+        os.close(fd)
+        raise CNIError(INVALID_NETNS, f"{path} is not a network namespace", f"it is {kind}")
     if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
         os.close(fd)
         raise CNIError(INVALID_NETNS, f"netns {path} is the plugin's own namespace",
@@ -38,8 +47,16 @@ def open_netns(path: str) -> int:
     return fd
 
 
-def exists(path: str) -> bool:
-    return bool(path) and os.path.exists(path)
+def _namespace_kind(fd: int, mode: int) -> str:
+    """"" for a network namespace, else what the file is instead."""
+    if not stat.S_ISREG(mode):     # a namespace is a regular file of nsfs
+        return kind_of(mode)
+    try:
+        if fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET:
+            return ""
+        return "a namespace of another type"
+    except OSError:
+        return "a file that is not a namespace"
 
 
 @contextmanager

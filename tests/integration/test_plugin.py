@@ -12,44 +12,17 @@ import pytest
 from lab.netns import run
 from lab.plugin import SPEC_VERSIONS, addresses, invoke, links, ping
 
+from .attachments import (
+    add,
+    assert_nothing_left,
+    delete,
+    nat_rules,
+    node_links,
+    records,
+    reservations,
+)
+
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cni_executable")]
-
-
-def node_links(node) -> set[str]:
-    return {link["ifname"] for link in links(node.netns)}
-
-
-def reservations(node) -> list[str]:
-    folder = node.data_dir / node.name
-    return sorted(p.name for p in folder.iterdir() if p.name[0].isdigit()) \
-        if folder.exists() else []
-
-
-def records(node) -> list[str]:
-    folder = node.data_dir / node.name / "attachments"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
-def nat_rules(node) -> list[str]:
-    return [r for r in run("iptables", "-t", "nat", "-S", netns=node.netns).stdout.splitlines()
-            if "PYFL-" in r]
-
-
-def assert_nothing_left(node) -> None:
-    assert node_links(node) <= {"lo", "cni0"}
-    assert reservations(node) == []
-    assert records(node) == []
-    assert nat_rules(node) == []
-
-
-def add(node, pod_path: str, cid: str, version: str = "1.1.0", ifname: str = "eth0", **conf):
-    return invoke("ADD", node.conf(version, **conf), node=node.netns, container_id=cid,
-                  netns=pod_path, ifname=ifname)
-
-
-def delete(node, pod_path: str, cid: str, version: str = "1.1.0", **conf):
-    return invoke("DEL", node.conf(version, **conf), node=node.netns, container_id=cid,
-                  netns=pod_path)
 
 
 @pytest.mark.parametrize("version", SPEC_VERSIONS)

@@ -9,7 +9,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import pytest
 
 from cni.core import netconf, plan, subnet_env
+from cni.core.errors import CNIError
 from cni.core.netconf import Attachment, NetConf
+from cni.core.requested import Requested
 from cni.core.result import Interface, IPConfig, Result, Route
 from cni.core.subnet_env import SubnetEnv
 
@@ -47,16 +49,28 @@ def test_names_differ_by_network_container_and_ifname() -> None:
 def test_alias_round_trips(network: str, owner: Attachment) -> None:
     alias = plan.host_veth_alias(network, owner)
     assert alias == f"pyflannel:{network}:{owner.container_id}:{owner.ifname}"
-    assert plan.parse_alias(alias, network) == owner
+    assert plan.is_network_alias(alias, network)
+
+
+@pytest.mark.parametrize("length", [200, 240, 300, 5000])
+def test_long_ids_and_names_get_a_digest_alias_the_kernel_takes(length: int) -> None:
+    network, owner = "n" * (length // 2), Attachment("c" * length, "eth0")
+    alias = plan.host_veth_alias(network, owner)
+    assert len(alias.encode()) <= plan.ALIAS_LIMIT
+    assert plan.is_network_alias(alias, network)
+    assert not plan.is_network_alias(alias, network + "x")
+    assert alias != plan.host_veth_alias(network, Attachment("c" * length, "eth1"))
+    assert len(plan.masq_comment(network, owner)) <= 200
 
 
 @pytest.mark.parametrize("alias", [
-    "", "pyflannel", "pyflannel:podnet", "pyflannel:podnet:", "pyflannel:podnet:ctr",
+    "", "pyflannel", "pyflannel:podnet",
     "pyflannel:other:ctr:eth0", "pyflannel:podnet2:ctr:eth0", "pyflannel:pod:ctr:eth0",
+    plan.host_veth_alias("podnet2", Attachment("c" * 300, "eth0")),
     "cni:podnet:ctr:eth0", "PYFLANNEL:podnet:ctr:eth0", "some operator's note",
 ])
-def test_foreign_alias_is_none(alias: str) -> None:
-    assert plan.parse_alias(alias, "podnet") is None
+def test_foreign_alias_is_not_ours(alias: str) -> None:
+    assert not plan.is_network_alias(alias, "podnet")
 
 
 GW = IPv4Address("10.1.17.1")
@@ -97,8 +111,34 @@ def test_plan_add() -> None:
         owner=OWNER, bridge="br-pods", gateway=IPv4Interface("10.1.17.1/24"), mtu=1472,
         host_veth=plan.host_veth_name("podnet", OWNER),
         host_alias=plan.host_veth_alias("podnet", OWNER), hairpin=False,
-        routes=(Route(IPv4Network("0.0.0.0/0"), GW),), masq_chain=None, networks=ENV.networks)
+        routes=(Route(IPv4Network("0.0.0.0/0"), GW),), masq_chain=None, networks=ENV.networks,
+        masq_comment=plan.masq_comment("podnet", OWNER), requested=Requested())
     assert p.pod_address(IPv4Address("10.1.17.5")) == IPv4Interface("10.1.17.5/24")
+
+
+def test_requests_from_cni_args_args_and_runtime_config_are_merged() -> None:
+    c = conf(args={"cni": {"ips": ["10.1.17.9/24"], "mac": "02:00:00:00:00:01"}},
+             runtimeConfig={"ips": ["10.1.17.9"], "mac": "02-00-00-00-00-AB"})
+    p = plan.plan_add(c, ENV, OWNER, {"IP": "10.1.17.9", "MAC": "02:00:00:00:00:02"})
+    assert p.requested == Requested(IPv4Address("10.1.17.9"), "CNI_ARGS IP",
+                                    "02:00:00:00:00:ab")
+
+
+@pytest.mark.parametrize(("args", "extra", "code", "culprit"), [
+    ({"IP": "10.1.17.9"}, {"runtimeConfig": {"ips": ["10.1.17.8/24"]}}, 7, "runtimeConfig.ips"),
+    ({"IP": "10.1.17.9,10.1.17.10"}, {}, 4, "CNI_ARGS IP"),
+    ({"IP": "nonsense"}, {}, 4, "CNI_ARGS IP"),
+    ({"IP": "fd00::5"}, {}, 4, "CNI_ARGS IP"),
+    ({"MAC": "01:00:5e:00:00:01"}, {}, 4, "CNI_ARGS MAC"),
+    ({}, {"runtimeConfig": {"mac": "00:00:00:00:00:00"}}, 7, "runtimeConfig.mac"),
+    ({}, {"args": {"cni": {"mac": "02:00:00:00:00"}}}, 7, "args.cni.mac"),
+])
+def test_bad_requests_are_refused_naming_their_source(args: dict, extra: dict, code: int,
+                                                       culprit: str) -> None:
+    with pytest.raises(CNIError) as e:
+        plan.plan_add(conf(**extra), ENV, OWNER, args)
+    assert e.value.code == code
+    assert culprit in e.value.msg + e.value.details
 
 
 def test_add_result_shape() -> None:

@@ -93,14 +93,19 @@ def test_valid_ifnames(name: str) -> None:
     ("x" * 16, "is longer than 15 bytes"),
     (".", "is '.' or '..'"),
     ("..", "is '.' or '..'"),
-    ("a/b", "contains '/', ':' or whitespace"),
-    ("/", "contains '/', ':' or whitespace"),
-    ("eth0:1", "contains '/', ':' or whitespace"),
-    ("eth 0", "contains '/', ':' or whitespace"),
-    ("eth0\t", "contains '/', ':' or whitespace"),
-    ("\n", "contains '/', ':' or whitespace"),
-    ("eth\u00a00", "contains '/', ':' or whitespace"),
+    ("a/b", "contains '/', ':', '%', NUL or white space"),
+    ("/", "contains '/', ':', '%', NUL or white space"),
+    ("eth0:1", "contains '/', ':', '%', NUL or white space"),
+    ("eth 0", "contains '/', ':', '%', NUL or white space"),
+    ("eth0\t", "contains '/', ':', '%', NUL or white space"),
+    ("\n", "contains '/', ':', '%', NUL or white space"),
+    ("eth\u00a00", "contains '/', ':', '%', NUL or white space"),
     ("é" * 8, "is longer than 15 bytes"),
+    ("eth%d", "contains '/', ':', '%', NUL or white space"),
+    ("%", "contains '/', ':', '%', NUL or white space"),
+    ("eth\u00e00", "contains '/', ':', '%', NUL or white space"),  # UTF-8 c3 a0: the
+    ("eth\x0b", "contains '/', ':', '%', NUL or white space"),     # kernel's isspace
+    ("eth\udc80", "is not valid UTF-8"),                           # a non-UTF-8 byte
 ])
 def test_invalid_ifnames(name: str, problem: str) -> None:
     with pytest.raises(CNIError) as e:
