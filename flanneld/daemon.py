@@ -5,7 +5,8 @@ config file's there when etcd has none), pick the interface, acquire the lease, 
 backend, install the iptables rules, write the subnet file, serve /healthz. Then one
 thread runs everything that is not per packet, driven by a queue (watch responses from
 etcd's thread, the stop request from the signal handler) and by deadlines (renewal, watch
-re-establishment, iptables resync, liveness).
+re-establishment, iptables resync, liveness: the data plane runs and the subnet file is
+still what was written, else it is written again).
 etcd being away never stops forwarding: the last known peers stay in place, the watch is
 re-established with backoff, and a compacted watch re-lists.
 """
@@ -38,7 +39,7 @@ T = TypeVar("T")
 
 CONFIG_POLL = 1.0        # seconds between looks for a missing network config (flannel's)
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0   # watch re-establishment (flannel's 100 ms .. 5 s)
-LIVENESS_CHECK = 1.0     # seconds between checks that the data plane still runs
+LIVENESS_CHECK = 1.0     # seconds between checks of the data plane and the subnet file
 _STOP = object()
 
 
@@ -63,6 +64,8 @@ class Daemon:
         self.backoff = BACKOFF_MIN
         self.deadlines: dict[str, float] = {}
         self.etcd_ok = True
+        self.subnet_text = ""                 # what the subnet file holds, as written
+        self.subnet_file_error: str | None = None
 
     # -- entry points -------------------------------------------------------------------
 
@@ -93,8 +96,9 @@ class Daemon:
         server = None
         try:
             self._install_iptables(config)
-            subnet_file.write(self.opts.subnet_file, subnet_text.render(
-                config.network, lease.subnet, self.backend.mtu, self.opts.ip_masq))
+            self.subnet_text = subnet_text.render(config.network, lease.subnet,
+                                                  self.backend.mtu, self.opts.ip_masq)
+            subnet_file.write(self.opts.subnet_file, self.subnet_text)
             log.info("wrote %s: subnet %s, MTU %d", self.opts.subnet_file, lease.subnet,
                      self.backend.mtu)
             if self.opts.healthz_port:
@@ -132,14 +136,16 @@ class Daemon:
             return f"the lease for {lease.subnet} has expired (etcd unreachable?)"
         if backend is None or not backend.alive():
             return "the data plane is not running"
-        return None
+        return backend.tun_problem()
 
     def metrics(self) -> str:
         lease = self.lease
-        gauges = {"peers": len(self.table), "etcd_watching": 1 if self.etcd_ok else 0}
+        backend = self.backend
+        gauges = {"peers": len(self.table), "etcd_watching": 1 if self.etcd_ok else 0,
+                  "tun_up": 1 if backend is not None and backend.tun_problem() is None else 0}
         if lease is not None and lease.expiration is not None:
             gauges["lease_expires_in_seconds"] = round(lease.expiration - self.clock(), 1)
-        return metrics.render(self.backend.counters() if self.backend else {}, gauges)
+        return metrics.render(backend.counters() if backend else {}, gauges)
 
     def peer_list(self) -> list[dict]:
         return [{"subnet": str(x.subnet), "public_ip": str(x.public_ip)} for x in self.table]
@@ -221,7 +227,26 @@ class Daemon:
         assert self.backend is not None
         if not self.backend.alive():
             raise FlannelError("the udp data plane stopped unexpectedly; exiting")
+        self._check_subnet_file()
         self.deadlines["liveness"] = self.clock() + LIVENESS_CHECK
+
+    def _check_subnet_file(self) -> None:
+        """Write the subnet file again if it vanished or was changed: the CNI plugin reads
+        it for every new pod. An error is logged once until it changes or goes away."""
+        path = self.opts.subnet_file
+        try:
+            why = subnet_text.drift(subnet_file.current(path), self.subnet_text)
+            if why is not None:
+                subnet_file.write(path, self.subnet_text)
+                log.warning("the subnet file %s %s; wrote it again", path, why)
+        except OSError as e:
+            error = e.strerror or str(e)
+            if error != self.subnet_file_error:
+                log.error("cannot check or write the subnet file %s: %s; trying again "
+                          "every %.0f s", path, error, LIVENESS_CHECK)
+                self.subnet_file_error = error
+            return
+        self.subnet_file_error = None
 
     def _due_iptables(self) -> None:
         for spec in self.chains:

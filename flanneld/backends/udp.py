@@ -5,6 +5,13 @@ the kernel routes into the TUN go to the peer whose subnet holds their destinati
 datagrams from peers go into the TUN. Header logic (checks, TTL, ICMP errors) lives in
 `core.packet`, route lookup in `core.routes`; this module is the I/O around them.
 
+If the device is deleted from outside (`ip link del flannel0`), the kernel detaches the
+fd: poll reports POLLERR and every read or write fails with EBADFD. The thread then stops
+forwarding, waits RECREATE_GRACE_MS, makes the device again with its address, MTU and
+route (retrying every RECREATE_PAUSE_MS until it works, e.g. once another device stops
+holding the name), and goes on with the new fd; `tun_problem` says why forwarding is
+stopped meanwhile.
+
 This is the measured exception to the I/O rule (see bench/throughput.py). One thread runs
 both directions, as flannel's C proxy does: it moves up to BATCH packets tun -> udp, then up
 to BATCH udp -> tun, and polls the TUN, the socket and a wake pipe only when both reads hit
@@ -27,6 +34,7 @@ Where we differ from flannel's C proxy:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -64,6 +72,9 @@ BATCH = 64                   # packets per direction per round (a round rereads 
 SEND_TIMEOUT = 0.1           # seconds a blocked sendto may wait (kernel SO_SNDTIMEO)
 JOIN_TIMEOUT = 0.5
 ERROR_PAUSE_MS = 100         # after a read error that is not EAGAIN: no busy loop
+RECREATE_GRACE_MS = 200      # after the TUN device is deleted, before making it again: whoever
+                             # deleted it may be putting a device of its own in its place
+RECREATE_PAUSE_MS = 1000     # between attempts to make a deleted TUN device again
 RCVBUF = 4 << 20             # bytes of socket receive buffer to ask for
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -83,7 +94,8 @@ DROP_REASONS = CHECK_REASONS + (DROP_NO_ROUTE, DROP_UNKNOWN_PEER, DROP_NOT_LOCAL
 
 _DROP_KEYS = {reason: f"drop_{reason}" for reason in DROP_REASONS}
 COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "icmp_sent_net_unreach",
-            "icmp_sent_time_exceeded", "icmp_failed") + tuple(_DROP_KEYS.values())
+            "icmp_sent_time_exceeded", "icmp_failed",
+            "tun_recreated") + tuple(_DROP_KEYS.values())
 
 _SO_SNDTIMEO = struct.pack("ll", 0, int(SEND_TIMEOUT * 1_000_000))
 
@@ -114,6 +126,7 @@ class UdpBackend:
         self._wake: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._tun_problem: str | None = None         # set by the data-plane thread only
         self._counts = dict.fromkeys(COUNTERS, 0)    # written by the data-plane thread only
 
     @property
@@ -205,23 +218,32 @@ class UdpBackend:
         """Started, not stopped, and the data-plane thread running."""
         return self._thread is not None and not self._stopping and self._thread.is_alive()
 
+    def tun_problem(self) -> str | None:
+        """None while the TUN forwards (or before start); while the device is gone, why:
+        "tun device flannel0 is gone; re-creating it: <the last attempt's error>"."""
+        return self._tun_problem
+
     def counters(self) -> dict[str, int]:
         """tx_/rx_ packets and bytes, drop_<reason> for every reason in DROP_REASONS,
-        icmp_sent_<kind> and icmp_failed, all since construction. Packet and byte counts
-        are published once per round (at most 2 * BATCH packets) and when the loop idles."""
+        icmp_sent_<kind>, icmp_failed and tun_recreated, all since construction. Packet and
+        byte counts are published once per round (at most 2 * BATCH packets) and when the
+        loop idles."""
         return dict(self._counts)
 
     # --- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._forward()
+            while not self._stopping:
+                self._forward()          # returns when stopping or when the TUN is gone
+                if not self._stopping:
+                    self._recreate_tun()
         except BaseException:
             if not self._stopping:
                 log.exception("udp backend thread %s died", threading.current_thread().name)
 
     def _forward(self) -> None:
-        """Move packets both ways until stopped.
+        """Move packets both ways until stopped or the TUN device is gone (EBADFD).
 
         tun -> udp: send each packet to the peer whose subnet holds its destination; none:
         ICMP net unreachable to its source. udp -> tun: only from a peer, well-formed IPv4,
@@ -272,7 +294,10 @@ class UdpBackend:
                     tx_bytes += len(pkt)
             except BlockingIOError:
                 idle = True
-            except OSError:
+            except OSError as e:
+                if e.errno == errno.EBADFD:     # the device was deleted: _run makes it again
+                    c["tx_packets"], c["tx_bytes"] = tx, tx_bytes
+                    return
                 c[k_read] += 1
                 failed = True
             try:
@@ -311,7 +336,46 @@ class UdpBackend:
             c["tx_packets"], c["tx_bytes"] = tx, tx_bytes
             c["rx_packets"], c["rx_bytes"] = rx, rx_bytes
             if failed:
-                pause(ERROR_PAUSE_MS)      # a persistent error (say, the device gone)
+                pause(ERROR_PAUSE_MS)      # an error that may persist: no busy loop
+
+    def _recreate_tun(self) -> None:
+        """The TUN device was deleted and this fd detached from it: close the fd, then (after
+        RECREATE_GRACE_MS) open and configure the device again, every RECREATE_PAUSE_MS until
+        that works or stop."""
+        assert self._wake is not None
+        name, gone = self.tun_name, f"tun device {self.tun_name} is gone; re-creating it"
+        self._tun_problem = gone
+        old, self._tun = self._tun, -1
+        os.close(old)
+        log.warning("tun device %s vanished (deleted from outside?); forwarding stops "
+                    "until it is re-created", name)
+        pauser = select.poll()
+        pauser.register(self._wake[0], select.POLLIN)
+        pauser.poll(RECREATE_GRACE_MS)
+        logged = None
+        while not self._stopping:
+            tun = -1
+            try:
+                tun = open_tun(name)
+                configure_tun(name, self.tun_addr, self.mtu, self.network)
+            except FlannelError as e:
+                if tun >= 0:
+                    os.close(tun)
+                self._tun_problem = f"{gone}: {e}"
+                if str(e) != logged:     # once per distinct error, not every attempt
+                    log.warning("%s; trying again every %.0f s", e, RECREATE_PAUSE_MS / 1000)
+                    logged = str(e)
+                pauser.poll(RECREATE_PAUSE_MS)
+                continue
+            if self._stopping:           # stop() gave up waiting for us: leave nothing
+                os.close(tun)
+                return
+            self._tun = tun
+            self._counts["tun_recreated"] += 1
+            self._tun_problem = None
+            log.info("re-created %s: %s/32 mtu %d, route %s; forwarding again", name,
+                     self.tun_addr, self.mtu, self.network)
+            return
 
     def _net_unreachable(self, pkt: bytes) -> None:
         """No route: ICMP net unreachable to the packet's source through the node's own

@@ -6,7 +6,8 @@
     FLANNEL_IPMASQ=true
 
 Reading it back (the previous subnet and network at start-up) is tolerant, like godotenv:
-comments, blank lines, `export `, quotes; anything unreadable yields None.
+comments, blank lines, `export `, quotes; anything unreadable yields None. While running,
+the daemon writes the file again when it has vanished or been changed (`drift`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ def render(network: IPv4Network, subnet: IPv4Network, mtu: int, ipmasq: bool) ->
             f"FLANNEL_SUBNET={gateway}\n"
             f"FLANNEL_MTU={mtu}\n"
             f"FLANNEL_IPMASQ={'true' if ipmasq else 'false'}\n")
+
+
+def drift(found: str | None, wanted: str) -> str | None:
+    """Why the file must be written again, given what it holds (`found`, None when it does
+    not exist) and what the daemon wrote: "was missing", "had been changed", or None."""
+    if found is None:
+        return "was missing"
+    return None if found == wanted else "had been changed"
 
 
 def _value(text: str, key: str) -> str | None:

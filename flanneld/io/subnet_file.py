@@ -1,5 +1,5 @@
-"""Reads the previous subnet file and writes the new one atomically (same-directory rename),
-so the CNI plugin never sees a half-written file."""
+"""Reads the previous subnet file, writes the new one atomically (same-directory rename), so
+the CNI plugin never sees a half-written file, and reads it back exactly to check it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ def read(path: str) -> str:
         return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def current(path: str) -> str | None:
+    """The file's text exactly (no newline translation), None when it does not exist;
+    OSError when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def write(path: str, text: str) -> None:

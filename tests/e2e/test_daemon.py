@@ -1,6 +1,7 @@
 """flanneld's own behaviour on one or two nodes with a real etcd: waiting for the network
-config, writing it from --net-config-path, refusing a bad one, the iptables chains, and
-/healthz while etcd is away."""
+config, writing it from --net-config-path, refusing a bad one, the iptables chains,
+/healthz while etcd is away, and what it puts back when someone deletes flannel0 or the
+subnet file."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.cluster import Cluster
+from lab.cluster import HEALTHZ_PORT, Cluster, Node, http_get
 from lab.netns import run
+from lab.plugin import ping
 
 from .test_cluster import wait_for
 
@@ -143,3 +145,95 @@ def test_a_dead_first_etcd_endpoint_fails_over_to_the_next() -> None:
 
 def etcd_keys(c: Cluster) -> list[str]:
     return c.etcd.etcdctl("get", "--prefix", "--keys-only", f"{c.prefix}/subnets/").split()
+
+
+# -- flannel0 and the subnet file deleted under a running daemon ---------------------------
+
+@pytest.fixture(scope="module")
+def pair():
+    """Two nodes with a pod each, shared by the tests below; each leaves it working."""
+    with Cluster(nodes=2, network="10.243.0.0/16", underlay=92) as c:
+        for node in c.nodes:
+            c.add_pod(node)
+        yield c
+
+
+def cross_pings(c: Cluster) -> bool:
+    a, b = (n.pods[0] for n in c.nodes)
+    return ping(a.netns, b.ip, count=1) and ping(b.netns, a.ip, count=1)
+
+
+def tun(node: Node) -> tuple:
+    """flannel0 as the kernel has it: kind, MTU, addresses, routes."""
+    link = json.loads(run("ip", "-j", "-d", "addr", "show", "flannel0",
+                          netns=node.netns).stdout)[0]
+    routes = run("ip", "-4", "route", "show", "dev", "flannel0", netns=node.netns).stdout
+    return (link["linkinfo"]["info_kind"], link["mtu"],
+            [(a["local"], a["prefixlen"]) for a in link["addr_info"]], routes.split()[:1])
+
+
+def occupy_flannel0(node: Node) -> None:
+    """`ip link del flannel0` and, at once, another device by that name (a bridge: the
+    kernel the tests run on may lack the dummy driver). Again if flanneld wins the race."""
+    for _ in range(20):
+        run("ip", "-force", "-batch", "-", netns=node.netns, check=False,
+            input="link del flannel0\nlink add flannel0 type bridge\n")
+        kind = run("ip", "-d", "link", "show", "flannel0", netns=node.netns, check=False)
+        if " bridge " in kind.stdout:
+            return
+    raise AssertionError("could not put a bridge named flannel0 in place of the tun")
+
+
+def test_deleted_flannel0_is_recreated_and_traffic_resumes(pair: Cluster) -> None:
+    node = pair.nodes[0]
+    expected = tun(node)
+    assert expected[0] == "tun" and cross_pings(pair)
+    run("ip", "link", "del", "flannel0", netns=node.netns)
+    assert wait_for(lambda: cross_pings(pair), timeout=5, interval=0.1), node.log()[-2000:]
+    assert tun(node) == expected
+    assert node.healthz() == 200
+    gateway = node.subnet().split("/")[0]
+    address = gateway.rsplit(".", 1)[0] + ".0"
+    assert "WARNING flanneld.backends.udp: tun device flannel0 vanished" in node.log()
+    assert (f"INFO flanneld.backends.udp: re-created flannel0: {address}/32 mtu 1472, "
+            f"route 10.243.0.0/16; forwarding again") in node.log()
+    metrics = node.metrics()
+    assert metrics["flanneld_udp_tun_recreated_total"] == 1 and metrics["flanneld_tun_up"] == 1
+    assert node.proc is not None and node.proc.poll() is None
+
+
+def test_flannel0_taken_by_another_device_is_503_until_the_name_is_free(pair: Cluster) -> None:
+    node = pair.nodes[0]
+    expected = tun(node)
+    occupy_flannel0(node)
+    try:
+        taken = (503, "flanneld is not ready: tun device flannel0 is gone; re-creating it: "
+                 "cannot open tun device flannel0: a device of another kind already has "
+                 "that name\n")
+        assert wait_for(lambda: http_get(node.netns, HEALTHZ_PORT, "/healthz") == taken,
+                        timeout=5), http_get(node.netns, HEALTHZ_PORT, "/healthz")
+        assert node.metrics()["flanneld_tun_up"] == 0
+        assert "a device of another kind already has that name; trying again every 1 s" \
+            in node.log()
+        assert not cross_pings(pair)
+    finally:
+        run("ip", "link", "del", "flannel0", netns=node.netns, check=False)
+    assert wait_for(lambda: node.healthz() == 200, timeout=5), node.log()[-2000:]
+    assert tun(node) == expected
+    assert wait_for(lambda: cross_pings(pair), timeout=5, interval=0.1)
+    assert node.metrics()["flanneld_tun_up"] == 1
+    assert node.proc is not None and node.proc.poll() is None
+
+
+def test_a_deleted_subnet_file_is_written_again(pair: Cluster) -> None:
+    node = pair.nodes[1]
+    text = node.subnet_file.read_text()
+    node.subnet_file.unlink()
+    assert wait_for(node.subnet_file.exists, timeout=2, interval=0.05)
+    assert node.subnet_file.read_text() == text
+    assert f"WARNING flanneld: the subnet file {node.subnet_file} was missing; wrote it " \
+        "again" in node.log()
+    pod = pair.add_pod(node)                      # the plugin finds it again
+    assert ping(pair.nodes[0].pods[0].netns, pod.ip, count=1)
+    pair.del_pod(pod)
+    assert node.healthz() == 200

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import logging
 import os
 import socket
 import struct
@@ -198,16 +199,37 @@ def ip_json(netns: str, *args: str) -> list[dict]:
     return json.loads(run("ip", "-j", "-n", netns, *args).stdout or "[]")
 
 
+def tun_state(netns: str, name: str = "flannel0") -> tuple:
+    """What the kernel says of the device: kind, MTU, up, addresses, routes."""
+    (link,) = ip_json(netns, "-d", "addr", "show", "dev", name)
+    routes = ip_json(netns, "route", "show", "dev", name)
+    return (link["linkinfo"]["info_kind"], link["mtu"], "UP" in link["flags"],
+            [(x["family"], x["local"], x["prefixlen"]) for x in link["addr_info"]],
+            [(r["dst"], r.get("scope", "global")) for r in routes])
+
+
+def occupy(netns: str, name: str) -> None:
+    """Delete the tun `name` and put a bridge of that name in its place, so that the backend
+    cannot make its tun again. Both in one `ip` process; again if the backend wins the race.
+    (A bridge, not a dummy: the kernel the tests run on may lack the dummy driver.)"""
+    for _ in range(20):
+        run("ip", "-n", netns, "-force", "-batch", "-", check=False,
+            input=f"link del {name}\nlink add {name} type bridge\n")
+        links = [x for x in ip_json(netns, "-d", "link") if x["ifname"] == name]
+        if links and links[0].get("linkinfo", {}).get("info_kind") == "bridge":
+            return
+    raise AssertionError(f"could not put a bridge named {name} in place of the tun")
+
+
 # --- the tests ----------------------------------------------------------------------------
+
+TUN_A = ("tun", UNDERLAY_MTU - 28, True, [("inet", "10.244.1.0", 32)],  # IPv6 off: no fe80
+         [(str(NETWORK), "global")])
+
 
 def test_tun_has_the_address_mtu_and_route(cluster: Cluster) -> None:
     a = cluster.a
-    (link,) = ip_json(a.netns, "addr", "show", "dev", "flannel0")
-    assert link["mtu"] == UNDERLAY_MTU - 28 and "UP" in link["flags"]
-    assert [(x["family"], x["local"], x["prefixlen"]) for x in link["addr_info"]] \
-        == [("inet", "10.244.1.0", 32)]                   # IPv6 is off: no link-local
-    routes = ip_json(a.netns, "route", "show", "dev", "flannel0")
-    assert [(r["dst"], r.get("scope", "global")) for r in routes] == [(str(NETWORK), "global")]
+    assert tun_state(a.netns) == TUN_A
     assert a.backend.mtu == 1472 and a.backend.alive() and cluster.b.backend.alive()
 
 
@@ -388,6 +410,65 @@ def test_routes_swap_while_running(cluster: Cluster) -> None:
         a.backend.set_routes(Routes.build([b.lease()], PORT))
         b.backend.set_routes(Routes.build([a.lease()], PORT))
     assert " 0% packet loss" in ping(a.pod, str(b.pod_ip))
+
+
+def test_a_deleted_tun_is_made_again_and_traffic_flows(cluster: Cluster, caplog) -> None:
+    a, b = cluster.a, cluster.b
+    caplog.set_level(logging.INFO, logger="flanneld")
+    before = a.backend.counters()
+    ip("link", "del", "flannel0", netns=a.netns)
+    assert wait_for(lambda: delta(a.backend, before).get("tun_recreated") == 1)
+    assert a.backend.tun_problem() is None and a.backend.alive()
+    assert tun_state(a.netns) == TUN_A
+    assert " 0% packet loss" in ping(a.pod, str(b.pod_ip))
+    assert " 0% packet loss" in ping(b.pod, str(a.pod_ip))
+    assert "tun device flannel0 vanished" in caplog.text
+    assert "re-created flannel0: 10.244.1.0/32 mtu 1472, route 10.244.0.0/16" in caplog.text
+    assert "drop_not_ipv4" not in delta(a.backend, before)       # IPv6 is off again
+
+
+def test_a_name_taken_by_another_device_is_retried_without_spinning(cluster: Cluster) -> None:
+    a, b = cluster.a, cluster.b
+    occupy(a.netns, "flannel0")
+    taken = ("tun device flannel0 is gone; re-creating it: cannot open tun device flannel0: "
+             "a device of another kind already has that name")
+    assert wait_for(lambda: a.backend.tun_problem() == taken)
+    cpu = time.process_time()
+    time.sleep(1.5)                                   # at least one more attempt
+    assert time.process_time() - cpu < 0.3            # a pause between attempts, no busy loop
+    assert a.backend.alive() and a.backend.tun_problem() == taken
+    assert " 0% packet loss" not in ping(a.pod, str(b.pod_ip))
+    before = a.backend.counters()
+    ip("link", "del", "flannel0", netns=a.netns)      # the name is free again
+    assert wait_for(lambda: a.backend.tun_problem() is None, timeout=3)
+    assert delta(a.backend, before).get("tun_recreated") == 1
+    assert tun_state(a.netns) == TUN_A
+    assert " 0% packet loss" in ping(a.pod, str(b.pod_ip))
+
+
+def test_stop_while_the_tun_is_gone_is_prompt_and_leaves_the_other_device(
+        cluster: Cluster) -> None:
+    a = cluster.a
+    backend = UdpBackend(iface_addr=a.underlay, iface_mtu=UNDERLAY_MTU, port=8303,
+                         network=IPv4Network("10.253.0.0/16"),
+                         subnet=IPv4Network("10.253.1.0/24"), tun_name="pflost0")
+    try:
+        with inside(a.path):
+            backend.start()
+        occupy(a.netns, "pflost0")
+        assert wait_for(lambda: "another kind" in (backend.tun_problem() or ""))
+        started = time.monotonic()
+        backend.stop()
+        assert time.monotonic() - started < 1.0
+        assert not backend.alive()
+        backend.stop()                                               # idempotent
+        assert [x["linkinfo"]["info_kind"] for x in ip_json(a.netns, "-d", "link")
+                if x["ifname"] == "pflost0"] == ["bridge"]          # not ours: left alone
+        with inside(a.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((str(a.underlay), 8303))
+    finally:
+        backend.stop()
+        run("ip", "-n", a.netns, "link", "del", "pflost0", check=False)
 
 
 def test_a_held_tun_cannot_be_opened_twice(cluster: Cluster) -> None:

@@ -54,10 +54,11 @@ def test_bad_parameters_are_config_errors(change: dict, message: str) -> None:
 def test_before_start_nothing_runs_and_every_counter_is_zero() -> None:
     backend = UdpBackend(**ARGS)
     assert not backend.alive() and backend.tun_addr == IPv4Address("10.244.1.0")
+    assert backend.tun_problem() is None
     counters = backend.counters()
     assert set(counters) == {f"drop_{r}" for r in DROP_REASONS} | {
         "tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "icmp_sent_net_unreach",
-        "icmp_sent_time_exceeded", "icmp_failed"}
+        "icmp_sent_time_exceeded", "icmp_failed", "tun_recreated"}
     assert set(counters.values()) == {0}
     backend.stop()                      # stopping what never started is a no-op
     assert not backend.alive()

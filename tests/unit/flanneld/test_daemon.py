@@ -1,10 +1,14 @@
 """flanneld.daemon's watch handling, driven with an in-memory registry, a fake backend and
 a fake clock: re-listing after a compaction, backoff while etcd is away (forwarding to the
-last known peers), its own lease deleted (re-created) or taken (LeaseLost)."""
+last known peers), its own lease deleted (re-created) or taken (LeaseLost); health and
+metrics while the tun device is gone; the subnet file written again when it vanishes."""
 
 from __future__ import annotations
 
+import logging
+import os
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +16,8 @@ from flanneld.core.errors import LeaseLost
 from flanneld.core.lease import Lease
 from flanneld.core.lease_watch import Delete, LeaseTable, Put
 from flanneld.core.routes import Routes
-from flanneld.daemon import BACKOFF_MAX, BACKOFF_MIN, Daemon
+from flanneld.core.subnet_file import render
+from flanneld.daemon import BACKOFF_MAX, BACKOFF_MIN, LIVENESS_CHECK, Daemon
 from flanneld.io.etcd import WatchBatch, WatchBroken
 from flanneld.options import parse
 
@@ -25,12 +30,19 @@ OWN, OTHER = IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24")
 class FakeBackend:
     def __init__(self) -> None:
         self.routes = Routes.EMPTY
+        self.problem: str | None = None
 
     def set_routes(self, routes: Routes) -> None:
         self.routes = routes
 
     def alive(self) -> bool:
         return True
+
+    def tun_problem(self) -> str | None:
+        return self.problem
+
+    def counters(self) -> dict[str, int]:
+        return {"tun_recreated": 1}
 
 
 class Clock:
@@ -42,11 +54,12 @@ class Clock:
 
 
 @pytest.fixture
-def daemon() -> Daemon:
+def daemon(tmp_path: Path) -> Daemon:
     reg = MemoryRegistry()
     reg.leases[OWN] = Lease(OWN, ME, 2000.0)
     reg.leases[OTHER] = Lease(OTHER, PEER, 2000.0)
-    d = Daemon(parse(["--subnet-lease-ttl=60"], {}), reg, clock=Clock())
+    d = Daemon(parse(["--subnet-lease-ttl=60", f"--subnet-file={tmp_path}/subnet.env"], {}),
+               reg, clock=Clock())
     d.lease, d.port, d.table = reg.leases[OWN], 8285, LeaseTable(OWN)
     d.backend = FakeBackend()
     d.deadlines["watch"] = 0.0
@@ -151,3 +164,64 @@ def test_health(daemon) -> None:
     assert daemon.health() is None
     daemon.clock.now = 2000.0
     assert "has expired" in daemon.health()
+
+
+def test_health_names_a_lost_tun_device_and_metrics_say_it_is_down(daemon) -> None:
+    gone = "tun device flannel0 is gone; re-creating it: cannot open tun device flannel0: x"
+    assert "flanneld_tun_up 1" in daemon.metrics().splitlines()
+    daemon.backend.problem = gone
+    assert daemon.health() == gone
+    lines = daemon.metrics().splitlines()
+    assert "flanneld_tun_up 0" in lines and "flanneld_udp_tun_recreated_total 1" in lines
+    daemon.backend.problem = None
+    assert daemon.health() is None
+
+
+WRITTEN = render(IPv4Network("10.244.0.0/16"), OWN, 1472, False)
+
+
+@pytest.fixture
+def written(daemon) -> Path:
+    """The subnet file as run() leaves it."""
+    path = Path(daemon.opts.subnet_file)
+    daemon.subnet_text = WRITTEN
+    path.write_text(WRITTEN)
+    return path
+
+
+def test_the_liveness_check_rewrites_a_deleted_subnet_file(daemon, written, caplog) -> None:
+    written.unlink()
+    daemon._due_liveness()
+    assert written.read_text() == WRITTEN
+    assert f"the subnet file {written} was missing; wrote it again" in caplog.text
+    assert daemon.deadlines["liveness"] == daemon.clock() + LIVENESS_CHECK
+
+
+@pytest.mark.parametrize("edit", [lambda t: t.replace("1472", "1400"),
+                                  lambda t: t.replace("\n", "\r\n"), lambda t: ""])
+def test_a_changed_subnet_file_is_written_back(daemon, written, caplog, edit) -> None:
+    written.write_bytes(edit(WRITTEN).encode())
+    daemon._due_liveness()
+    assert written.read_bytes() == WRITTEN.encode()
+    assert "had been changed; wrote it again" in caplog.text
+
+
+def test_an_intact_subnet_file_is_left_alone(daemon, written, caplog) -> None:
+    before = os.stat(written)
+    daemon._due_liveness()
+    after = os.stat(written)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert caplog.text == ""
+
+
+def test_a_subnet_file_that_cannot_be_written_is_logged_once(daemon, written, caplog) -> None:
+    written.unlink()
+    written.mkdir()                      # a directory in its place: even root cannot read it
+    caplog.set_level(logging.ERROR)
+    daemon._due_liveness()
+    daemon._due_liveness()
+    errors = [r for r in caplog.records if "cannot check or write the subnet file" in r.message]
+    assert len(errors) == 1 and "Is a directory; trying again every 1 s" in errors[0].message
+    written.rmdir()
+    daemon._due_liveness()
+    assert written.read_text() == WRITTEN and daemon.subnet_file_error is None

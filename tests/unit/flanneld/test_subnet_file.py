@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flanneld.core.subnet_file import previous_subnet, render
+from flanneld.core.subnet_file import drift, previous_subnet, render
 
 from .strategies import subnets
 
@@ -54,3 +54,10 @@ def test_render_reads_back(network: IPv4Network, subnet: IPv4Network, mtu: int,
     text = render(network, subnet, mtu, masq)
     assert previous_subnet(text) == subnet
     assert text.count("\n") == 4 and text.endswith(f"FLANNEL_IPMASQ={str(masq).lower()}\n")
+
+
+def test_drift_says_why_the_file_must_be_written_again() -> None:
+    assert drift(EXAMPLE, EXAMPLE) is None
+    assert drift(None, EXAMPLE) == "was missing"
+    assert drift("", EXAMPLE) == "had been changed"
+    assert drift(EXAMPLE.replace("1472", "1400"), EXAMPLE) == "had been changed"
