@@ -8,7 +8,8 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 APT_PACKAGES := iproute2 iptables containernetworking-plugins golang-go \
                 golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping curl \
-                python3-venv python3-pip ca-certificates binutils  # PyInstaller: objdump, strip
+                python3-venv python3-pip ca-certificates strace \
+                binutils  # PyInstaller: objdump, strip; strace: the kill-anywhere test
 
 .PHONY: demo down cnitool test build bench deps install lint clean
 

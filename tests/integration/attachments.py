@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from cni.core.attachment import fit_filename
 from lab.netns import run
 from lab.plugin import invoke, links
 
@@ -10,14 +13,18 @@ def node_links(node) -> set[str]:
     return {link["ifname"] for link in links(node.netns)}
 
 
+def store_dir(node) -> Path:
+    return node.data_dir / fit_filename(node.name)
+
+
 def reservations(node) -> list[str]:
-    folder = node.data_dir / node.name
+    folder = store_dir(node)
     return sorted(p.name for p in folder.iterdir() if p.name[0].isdigit()) \
         if folder.exists() else []
 
 
 def records(node) -> list[str]:
-    folder = node.data_dir / node.name / "attachments"
+    folder = store_dir(node) / "attachments"
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 

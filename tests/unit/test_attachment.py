@@ -8,7 +8,7 @@ from ipaddress import IPv4Interface
 
 import pytest
 
-from cni.core.attachment import Record, record_filename, record_from_json
+from cni.core.attachment import NAME_LIMIT, Record, fit_filename, record_filename, record_from_json
 from cni.core.netconf import Attachment
 
 OWNER = Attachment("ctr1", "eth0")
@@ -53,3 +53,18 @@ def test_garbage_is_none(text: str) -> None:
 
 def test_filename() -> None:
     assert record_filename(OWNER) == "ctr1:eth0"
+
+
+@pytest.mark.parametrize("length", [1, NAME_LIMIT, NAME_LIMIT + 1, 5000, 200_000])
+def test_names_fit_a_file_name_and_stay_distinct(length: int) -> None:
+    name = "c" * length
+    fitted = fit_filename(name)
+    assert len(fitted.encode()) <= NAME_LIMIT
+    assert (fitted == name) == (length <= NAME_LIMIT)
+    assert fit_filename(name + "d") != fitted
+    assert record_filename(Attachment(name, "eth0")) != record_filename(Attachment(name, "eth1"))
+
+
+def test_a_record_of_foreign_or_nested_text_is_none() -> None:
+    assert record_from_json("[" * 100_000) is None
+    assert record_from_json('{"containerID": 5}') is None

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cni.core import ipam
-from cni.core.errors import ALREADY_EXISTS, IP_EXHAUSTED, CNIError
+from cni.core.errors import ALREADY_EXISTS, INVALID_NETWORK_CONFIG, IP_EXHAUSTED, CNIError
 from cni.core.netconf import Attachment
+from cni.core.requested import Requested
 
 from .fakes import MemoryStore
 
@@ -153,3 +154,44 @@ def test_random_allocate_release_sequences_keep_the_invariants(scenario: tuple) 
         owners = [o for o in held.values() if o is not None]
         assert len(owners) == len(set(owners))      # at most one IP per attachment
         assert {i for i, o in held.items() if o is None} == foreign
+
+
+# --- a requested IP ---------------------------------------------------------------------
+
+def wanted(last_octet: int) -> Requested:
+    return Requested(ip(last_octet), "runtimeConfig.ips")
+
+
+def test_a_requested_ip_is_given_and_the_round_robin_position_stays() -> None:
+    store = MemoryStore(last=ip(3))
+    assert ipam.allocate(store, SUBNET, GATEWAY, A, wanted(5)) == ip(5)
+    assert store.held == {ip(5): A} and store.last_reserved() == ip(3)
+    assert ipam.allocate(store, SUBNET, GATEWAY, B) == ip(4)
+
+
+@pytest.mark.parametrize(("octet", "words"), [
+    (1, "is the gateway"), (0, "network or broadcast"), (7, "network or broadcast"),
+    (9, "outside this node's subnet 10.0.0.0/29"),
+])
+def test_a_requested_ip_that_cannot_be_allocated_is_refused(octet: int, words: str) -> None:
+    store = MemoryStore()
+    with pytest.raises(CNIError) as e:
+        ipam.allocate(store, SUBNET, GATEWAY, A, wanted(octet))
+    assert e.value.code == INVALID_NETWORK_CONFIG and words in e.value.details
+    assert "runtimeConfig.ips" in e.value.msg and store.held == {}
+
+
+def test_a_requested_ip_already_held_is_code_101_naming_the_holder() -> None:
+    store = MemoryStore({ip(5): B, ip(6): None})
+    for octet, holder in ((5, "ctrb/eth0"), (6, "an unreadable reservation")):
+        with pytest.raises(CNIError) as e:
+            ipam.allocate(store, SUBNET, GATEWAY, A, wanted(octet))
+        assert e.value.code == ALREADY_EXISTS and holder in e.value.details
+    assert store.held == {ip(5): B, ip(6): None}
+
+
+def test_a_requested_ip_never_gives_an_attachment_a_second_ip() -> None:
+    store = MemoryStore({ip(2): A})
+    with pytest.raises(CNIError) as e:
+        ipam.allocate(store, SUBNET, GATEWAY, A, wanted(5))
+    assert e.value.code == ALREADY_EXISTS and store.held == {ip(2): A}

@@ -16,6 +16,7 @@ from cni.core.errors import (
     CNIError,
 )
 from cni.core.netconf import Attachment, NetConf
+from cni.core.requested import ARGS_IPS, ARGS_MAC, RUNTIME_IPS, RUNTIME_MAC, Wanted
 
 BASE = {"cniVersion": "1.1.0", "name": "podnet", "type": "pyflannel"}
 
@@ -211,3 +212,52 @@ def test_ip_version_field_only_before_1_0_0(cni_version: str) -> None:
 def test_at_least_compares_numerically() -> None:
     assert version.at_least("0.10.0", "0.4.0")
     assert not version.at_least("0.4.0", "0.10.0")
+
+
+# --- hostile input and requests ------------------------------------------------------------
+
+@pytest.mark.parametrize("data", [
+    "[" * 100_000 + "]" * 100_000,
+    json.dumps({**BASE, "x": 1})[:-1] + ', "deep": ' + "[" * 50_000 + "]" * 50_000 + "}",
+])
+def test_nesting_too_deep_for_python_is_a_decoding_error(data: str) -> None:
+    error = parse_error(data)
+    assert (error.code, error.details) == (DECODING_FAILURE, "the JSON is nested too deeply")
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("dataDir", r"/var/lib/\udc80", "not valid UTF-8"),     # JSON escapes, as sent
+    ("subnetFile", r"/run/a\u0000b", "NUL"),
+])
+def test_paths_that_cannot_be_opened_or_recorded_are_code_7(key: str, value: str,
+                                                           words: str) -> None:
+    error = parse_error(f'{{"cniVersion": "1.1.0", "name": "n", "{key}": "{value}"}}')
+    assert error.code == INVALID_NETWORK_CONFIG and key in error.msg and words in error.details
+
+
+def test_args_and_runtime_config_requests_are_collected_in_order() -> None:
+    conf = parse(args={"cni": {"ips": ["10.0.0.5"], "mac": "02:00:00:00:00:01"}},
+                 runtimeConfig={"ips": ["10.0.0.5/24"], "mac": "02:00:00:00:00:02",
+                                "portMappings": []})
+    assert conf.requested_ips == (Wanted("10.0.0.5", ARGS_IPS),
+                                  Wanted("10.0.0.5/24", RUNTIME_IPS))
+    assert conf.requested_macs == (Wanted("02:00:00:00:00:01", ARGS_MAC),
+                                   Wanted("02:00:00:00:00:02", RUNTIME_MAC))
+    assert parse(args={"K8S_POD_NAME": "x"}, runtimeConfig={"mac": ""}).requested_macs == ()
+
+
+@pytest.mark.parametrize(("changes", "culprit"), [
+    ({"runtimeConfig": []}, "runtimeConfig"),
+    ({"args": {"cni": "ips"}}, "args.cni"),
+    ({"runtimeConfig": {"ips": "10.0.0.5"}}, "runtimeConfig.ips"),
+    ({"runtimeConfig": {"ips": [5]}}, "runtimeConfig.ips"),
+    ({"args": {"cni": {"mac": 5}}}, "args.cni.mac"),
+])
+def test_malformed_requests_are_code_7_naming_the_key(changes: dict, culprit: str) -> None:
+    error = parse_error(json.dumps({**BASE, **changes}))
+    assert error.code == INVALID_NETWORK_CONFIG and error.msg.endswith(culprit)
+
+
+def test_an_error_message_shows_a_bounded_value() -> None:
+    error = parse_error(json.dumps({**BASE, "mtu": "x" * 10_000}))
+    assert len(error.details) < 200

@@ -102,6 +102,17 @@ def test_from_json_of_an_abbreviated_ipam_result() -> None:
     {"ips": [{"address": "10.0.0.2/24", "gateway": "fd00::1"}]},
     {"ips": [{"address": "10.0.0.2/24", "interface": "2"}]},
     {"ips": [{"address": 5}]},
+    {"interfaces": {"name": "eth0"}},
+    {"interfaces": [{"name": "eth0", "mac": 5}]},
+    {"interfaces": [{"name": "eth0", "sandbox": ["/x"]}]},
+    {"interfaces": [{"name": "eth0", "mtu": -1}]},
+    {"interfaces": [{"name": "eth0", "mtu": True}]},
+    {"ips": {"address": "10.0.0.2/24"}},
+    {"ips": [{"address": "10.0.0.2/24", "interface": -1}]},
+    {"ips": [{"address": "10.0.0.2/24", "gateway": 7}]},
+    {"routes": "0.0.0.0/0"},
+    {"routes": [{"dst": "0.0.0.0/0", "gw": {"a": 1}}]},
+    {"routes": [{"dst": ["0.0.0.0/0"]}]},
 ])
 def test_from_json_rejects_garbage_with_code_6(raw: Any) -> None:
     with pytest.raises(CNIError) as e:
