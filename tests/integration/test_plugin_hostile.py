@@ -38,41 +38,40 @@ def refused(out, code: int, *words: str) -> dict:
     return error
 
 
-@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory", "huge"])
-def test_a_subnet_file_that_is_not_a_small_regular_file_is_code_7(kind, node, namespaces,
-                                                                 tmp_path):
+def odd_path(kind: str, tmp_path, content: str = "") -> str:
+    """A path to something that is not what the plugin expects there: a FIFO (opening it
+    would block), a directory, a regular file of `content`, or a path kept as it is."""
     path = tmp_path / "odd"
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "directory":
         path.mkdir()
-    elif kind == "huge":
-        path.write_text("# padding\n" * 10_000 + node.subnet_file.read_text())
+    elif kind == "regular":
+        path.write_text(content)
     else:
-        path = kind
+        return kind
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory", "regular"])
+def test_a_subnet_file_that_is_not_a_small_regular_file_is_code_7(kind, node, namespaces,
+                                                                 tmp_path):
+    huge = "# padding\n" * 10_000 + node.subnet_file.read_text()
+    path = odd_path(kind, tmp_path, huge)
     pod = namespaces.make("pfpod")
     for command in ("ADD", "STATUS"):
-        out = timed(command, node.conf(subnetFile=str(path)), node=node.netns,
+        out = timed(command, node.conf(subnetFile=path), node=node.netns,
                     container_id="c1", netns=namespaces.path(pod))
-        refused(out, 7 if command == "ADD" else 50, str(path))
+        refused(out, 7 if command == "ADD" else 50, path)
     assert_nothing_left(node, (pod,))
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "/dev/null", "regular", "pid ns"])
+@pytest.mark.parametrize("kind", ["fifo", "directory", "/dev/null", "regular",
+                                  "/proc/self/ns/pid"])
 def test_a_netns_path_that_is_not_a_network_namespace_is_code_8(kind, node, tmp_path):
-    path = tmp_path / "ns"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "regular":
-        path.write_text("not a namespace")
-    elif kind == "pid ns":
-        path = "/proc/self/ns/pid"
-    else:
-        path = kind
-    out = timed("ADD", node.conf(), node=node.netns, container_id="c1", netns=str(path))
-    refused(out, 8, str(path), "not a network namespace")
+    path = odd_path(kind, tmp_path, "not a namespace")
+    out = timed("ADD", node.conf(), node=node.netns, container_id="c1", netns=path)
+    refused(out, 8, path, "not a network namespace")
     assert_nothing_left(node)
 
 
