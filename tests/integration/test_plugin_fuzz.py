@@ -34,11 +34,11 @@ from ipaddress import ip_interface
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from lab.netns import run
-from lab.plugin import SPEC_VERSIONS, addresses, cni_path, links, plugin_binary
+from lab.plugin import SPEC_VERSIONS, cni_path, plugin_binary
 
 from .attachments import assert_nothing_left, node_links, reservations
 
@@ -48,7 +48,7 @@ TIME_BOUND = 20.0       # seconds a call may take, whatever its input
 CODES = frozenset([*range(1, 12), 50, 51, *range(100, 104)])   # never 999
 QUIET = (b"DEL", b"CHECK", b"GC", b"STATUS")     # print nothing when they succeed
 STORE_FILES = ("lock", "last_reserved_ip.0")     # what the store may keep after a DEL
-EXAMPLES = int(os.environ.get("PYFLANNEL_FUZZ_EXAMPLES", "60"))   # more for a long hunt
+EXAMPLES = int(os.environ.get("PYFLANNEL_FUZZ_EXAMPLES", "50"))   # more for a long hunt
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -76,8 +76,10 @@ HOSTILE = st.recursive(
 
 
 def odd(*plausible) -> st.SearchStrategy:
-    """The values listed (valid ones first, then edge cases), or anything hostile."""
-    return st.sampled_from(plausible) | HOSTILE
+    """The values listed (valid ones first, then edge cases), or, a third of the time,
+    anything hostile."""
+    listed = st.sampled_from(plausible)
+    return st.one_of(listed, listed, HOSTILE)
 
 
 IPS = ["10.244.1.50", "10.244.1.51/24", " 10.244.1.52 ", "10.244.1.1", "10.244.1.0",
@@ -90,15 +92,20 @@ REQUESTS = st.fixed_dictionaries({}, optional={
     "ips": st.lists(st.sampled_from(IPS), max_size=2) | HOSTILE,
     "mac": st.sampled_from(MACS) | HOSTILE})
 ATTACHMENT = {"containerID": "@CID@", "ifname": "eth0"}
-GC_ENTRIES = st.sampled_from([
+GC_GOOD = st.sampled_from([       # entries the config parser accepts
     ATTACHMENT, {"containerID": "@CID@", "ifname": "eth1"}, {"containerID": "other",
                                                             "ifname": "eth0"},
-    {"containerID": "@CID@", "ifname": "eth0", "extra": [1]}, {"containerID": "@CID@"},
-    {"ifname": "eth0"}, {"containerID": 1, "ifname": "eth0"}, {}, "c1",
+    {"containerID": "@CID@", "ifname": "eth0", "extra": [1]},
     {"containerID": "@a*100000@", "ifname": "eth0"}, {"containerID": "a:b", "ifname": "x\r\ny"},
     {"containerID": "@CID@ ", "ifname": "eth0"}, {"containerID": "@CID@", "ifname": "ETH0"},
-]) | HOSTILE
-GC_LISTS = st.lists(GC_ENTRIES, max_size=4) | st.just("@many:20000@") | HOSTILE
+    {"containerID": "\udcff", "ifname": "eth0"}, {"containerID": "@CID@", "ifname": "\udcff"},
+    {"containerID": "é", "ifname": "ä"}, {"containerID": "@CID@", "ifname": "@e*300@"},
+    {"containerID": "", "ifname": ""}])
+GC_BAD = st.sampled_from([{"containerID": "@CID@"}, {"ifname": "eth0"}, {},
+                          {"containerID": 1, "ifname": "eth0"}, "c1"]) | HOSTILE
+GC_LISTS = st.one_of(*[st.lists(GC_GOOD, min_size=1, max_size=3)] * 3,
+                     st.lists(GC_GOOD | GC_BAD, min_size=1, max_size=3), st.just([]),
+                     st.just("@many:20000@"), HOSTILE)
 RESULT = {"cniVersion": "1.1.0",
           "interfaces": [{"name": "cni0"}, {"name": "veth0"},
                          {"name": "eth0", "mac": "02:42:ac:11:00:02", "sandbox": "@POD@"}],
@@ -169,8 +176,9 @@ ENV_FIELDS = {
                                    b"/proc/self/ns/uts", b"/dev/null", b"@POD@/", b"@POD@x",
                                    b"/@a*5000@", b"@POD@\xff"]) | ODD_BYTES,
     b"CNI_IFNAME": st.sampled_from([b"eth0", b"net1", "ä".encode(), b"@e*15@", b"eth0.1",
-                                    b"x-y", b"lo", b"all", b"default", b"@e*16@", b"eth%d",
-                                    b"eth 0", b"eth:0"]) | ODD_BYTES,
+                                    b"x-y", b"x\x01", b"x\x7f", "x\u200b".encode(), b"lo",
+                                    b"all", b"default", b"@e*16@", b"eth%d", b"eth 0",
+                                    b"eth:0", "x\u00a0".encode(), "à".encode()]) | ODD_BYTES,
     b"CNI_ARGS": st.lists(CNI_ARGS_PAIRS, max_size=3).map(b";".join) | ODD_BYTES,
     b"PYFLANNEL_TIMEOUT": st.sampled_from([b"30", b"3600", b"", b"0", b"-1", b"nan", b"inf",
                                            b"3600.5", b"abc", b"@9*5000@"]) | ODD_BYTES,
@@ -190,13 +198,25 @@ SUBNETS = [("10.244.0.0/16", "10.244.1.1/24"), ("10.244.0.0/16", "10.244.1.1/30"
            ("10.244.0.0/16", "10.244.1.1/29"), ("10.0.0.0/8,10.244.0.0/16", "10.244.1.1/24"),
            ("10.244.0.0/16", "10.244.0.1/16"), ("10.244.0.0/16", "10.244.1.77/24"),
            ("0.0.0.0/0", "192.168.5.1/24"), ("127.0.0.0/8", "127.0.0.1/8"),
-           ("224.0.0.0/4", "224.0.0.1/24"), ("255.255.255.0/24", "255.255.255.253/30")]
-SUBNET_VALUES = st.sampled_from([
-    b"10.244.1.1/33", b"10.244.1.300/24", b"fd00::1/64", b"10.244.1.1", b"", b"   ",
-    b"10.244.0.0/16,", b",", b"10.244.0.0/16,fd00::/8", b"garbage", b"10.244.1.1/31",
-    b"10.244.1.1/32", b"10.245.1.1/24", b"\xff", "١٤٠٠".encode(), b"67", b"65536", b"1e3",
-    b"+1500", b"TRUE", b"yes", b"0", b"@9*5000@", b"@1*100000@", b"10.244.0.0/16 # c",
-]) | st.binary(max_size=16)
+           ("224.0.0.0/4", "224.0.0.1/24"), ("255.255.255.0/24", "255.255.255.253/30"),
+           ("0.0.0.0/0", "0.0.0.1/0"), ("10.0.0.0/8", "10.0.0.1/8"),
+           ("10.244.1.0/24", "10.244.1.1/24")]
+ANY_VALUE = st.sampled_from([b"", b"   ", b"garbage", b"\xff", b"\x00", b"@1*100000@"]) \
+    | st.binary(max_size=16)
+SUBNET_VALUES = {
+    b"FLANNEL_NETWORK": st.sampled_from([
+        b"10.244.0.0/33", b"fd00::/8", b"10.244.0.0/16,", b",", b"10.244.0.0/16,fd00::/8",
+        b"10.244.0.0", b"10.244.0.1/16", b"0.0.0.0/0", b"10.244.0.0/16 # c",
+        b"10.244.0.0/16," * 2000 + b"10.0.0.0/8"]),
+    b"FLANNEL_SUBNET": st.sampled_from([
+        b"10.244.1.1/33", b"10.244.1.300/24", b"fd00::1/64", b"10.244.1.1", b"10.244.1.1/31",
+        b"10.244.1.1/32", b"10.245.1.1/24", b"10.244.1.0/24", b"10.244.1.255/24",
+        b"10.244.1.1/24/24", b"10.244.1.1/255.255.255.0", b"10.244.1.1/0.0.0.255"]),
+    b"FLANNEL_MTU": st.sampled_from([
+        b"67", b"68", b"65535", b"65536", b"1e3", b"+1500", b" 1500", b"1500.0",
+        "١٤٠٠".encode(), b"0x5dc", b"-1", b"00001500", b"@9*4300@", b"@9*5000@"]),
+    b"FLANNEL_IPMASQ": st.sampled_from([b"TRUE", b"yes", b"1", b"true true", b"false\x00"]),
+}
 SUBNET_LINES = st.sampled_from([
     b"# a comment", b"export FLANNEL_MTU=1400", b"noequals", b"=x", b"\xff\xfe\x00",
     b"FLANNEL_MTU=9000", b"FLANNEL_SUBNET=10.244.9.1/24", b"FLANNEL_IPMASQ=maybe",
@@ -213,10 +233,12 @@ def subnet_files(draw, spoilt: int) -> bytes | None:
     lines = [f"{k}={v}".encode()
              for k, v in zip(KEYS, (network, subnet, mtu, ipmasq), strict=True)]
     for _ in range(spoilt):
-        how = draw(st.sampled_from(["value", "drop", "line", "ending", "whole", "absent"]))
+        how = draw(st.sampled_from(["value"] * 4 + ["drop", "line", "ending", "whole",
+                                                    "absent"]))
         at = draw(st.integers(0, len(lines) - 1)) if lines else 0
         if how == "value" and lines:
-            lines[at] = lines[at].split(b"=")[0] + b"=" + draw(SUBNET_VALUES)
+            key = lines[at].split(b"=")[0]
+            lines[at] = key + b"=" + draw(SUBNET_VALUES.get(key, ANY_VALUE) | ANY_VALUE)
         elif how == "drop" and lines:
             del lines[at]
         elif how == "line":
@@ -241,6 +263,7 @@ class Call:
     conf: dict | bytes
     subnet: bytes | None = None
     mutated: int = 0            # how many fields were made hostile
+    prev: list = field(default_factory=list)    # changes to "@PREV@", the ADD's result
 
     @property
     def command(self) -> bytes | None:
@@ -299,7 +322,7 @@ def calls(draw) -> Call:
         env[b"CNI_ARGS"] = draw(GOOD_CNI_ARGS)
     conf = base_conf(version)
     hostile = draw(st.sampled_from([0, 0, 1, 1, 1, 2]))
-    spoilt = draw(st.sampled_from([0] * 5 + [1]))
+    spoilt = draw(st.sampled_from([0, 0, 0, 0, 1, 1]))
     mutated = mutate(draw, env, conf, hostile, draw(st.integers(0, 2)))
     stdin = draw(RAW_STDIN) if draw(st.integers(0, 15)) == 0 else conf
     return Call(env, stdin, draw(subnet_files(spoilt)), mutated + spoilt)
@@ -353,30 +376,35 @@ def prev_ops(draw) -> list:
 
 @dataclass
 class Followup:
-    """A call made on an attachment that a valid ADD (`version`, `ipmasq`) made first."""
+    """Calls made on an attachment that a valid ADD (`version`, `ipmasq`, `cid`) made."""
 
     version: str
     ipmasq: bool
     cid: bytes
-    call: Call
-    prev: list = field(default_factory=list)     # changes to the ADD's result
+    calls: list[Call]
+
+
+@st.composite
+def probes(draw, cid: bytes) -> Call:
+    command = draw(st.sampled_from([b"CHECK"] * 5 + [b"GC"] * 3 + [b"DEL", b"ADD"]))
+    version = "1.1.0" if command == b"GC" else draw(st.sampled_from(["0.4.0", "1.0.0",
+                                                                    "1.1.0"]))
+    env = base_env(command, cid)
+    conf = base_conf(version)
+    if command == b"GC":
+        conf["cni.dev/valid-attachments"] = draw(GC_LISTS)
+    else:
+        conf["prevResult"] = "@PREV@"
+    mutated = mutate(draw, env, conf, draw(st.sampled_from([0, 0, 1, 1, 2])), 0)
+    ops = draw(prev_ops()) if command == b"CHECK" else []
+    return Call(env, conf, None, mutated, ops)
 
 
 @st.composite
 def followups(draw) -> Followup:
-    command = draw(st.sampled_from([b"CHECK"] * 5 + [b"GC"] * 3 + [b"DEL", b"ADD"]))
-    version = "1.1.0" if command == b"GC" else draw(st.sampled_from(["0.4.0", "1.0.0",
-                                                                    "1.1.0"]))
     cid = draw(BASE_IDS)
-    env = base_env(command, cid)
-    conf = base_conf(version)
-    if command != b"GC":
-        conf["prevResult"] = "@PREV@"
-    if command == b"GC":
-        conf["cni.dev/valid-attachments"] = draw(GC_LISTS)
-    mutated = mutate(draw, env, conf, draw(st.sampled_from([0, 0, 1, 1, 2])), 0)
-    ops = draw(prev_ops()) if command == b"CHECK" else []
-    return Followup(version, draw(st.booleans()), cid, Call(env, conf, None, mutated), ops)
+    return Followup(draw(st.sampled_from(["0.4.0", "1.0.0", "1.1.0"])), draw(st.booleans()),
+                    cid, draw(st.lists(probes(cid), min_size=1, max_size=3)))
 
 
 # --- running a call -----------------------------------------------------------------------
@@ -531,22 +559,31 @@ def check_result(obj: dict, env: dict[bytes, bytes], conf: dict | bytes, reply: 
         assert pod_end.get("sandbox") == env[b"CNI_NETNS"].decode(), f"sandbox: {reply}"
 
 
+def lenient(*cmd: str, netns: str) -> list:
+    """`ip -j` output, which writes control characters of a name as they are."""
+    return json.loads(run(*cmd, netns=netns).stdout, strict=False)
+
+
 def check_pod(site: Site, result: dict) -> None:
     """The pod has the interface and address the result names."""
     ip = result["ips"][0]
     name = result["interfaces"][ip["interface"]]["name"]
-    assert ip["address"] in addresses(site.pod, name), (name, links(site.pod))
+    shown = lenient("ip", "-j", "-4", "addr", "show", netns=site.pod)
+    found = [f"{a['local']}/{a['prefixlen']}" for entry in shown if entry["ifname"] == name
+             for a in entry["addr_info"]]
+    assert ip["address"] in found, (name, shown)
 
 
-def check_nothing_left(site: Site, before: set[Path], conf: dict | bytes) -> None:
+def check_nothing_left(site: Site, before: set[Path], *confs: dict | bytes) -> None:
     """Only lo and bridges on the node, only lo in the pod, no reservation, record,
     temporary file or NAT rule (the bridge a config names may stay, like cni0)."""
-    bridge = conf.get("bridge") if isinstance(conf, dict) else None
-    if isinstance(bridge, str) and bridge not in ("cni0", "lo"):
-        kinds = {link["ifname"]: link.get("linkinfo", {}).get("info_kind")
-                 for link in links(site.node.netns)}
-        if kinds.get(bridge) == "bridge":
-            run("ip", "link", "del", bridge, netns=site.node.netns)
+    kinds = {link["ifname"]: link.get("linkinfo", {}).get("info_kind")
+             for link in lenient("ip", "-j", "-d", "link", "show", netns=site.node.netns)}
+    for conf in confs:
+        bridge = conf.get("bridge") if isinstance(conf, dict) else None
+        if isinstance(bridge, str) and bridge not in ("cni0", "lo") \
+                and kinds.pop(bridge, None) == "bridge":
+            run("ip", "link", "del", "dev", bridge, netns=site.node.netns)
     assert_nothing_left(site.node, (site.pod,))
     new = sorted(str(p.relative_to(site.dir)) for p in files_under(site.dir) - before
                  if p.name not in STORE_FILES)
@@ -565,8 +602,23 @@ def delete_again(site: Site, env: dict[bytes, bytes], stdin: bytes) -> None:
 
 # --- the tests ----------------------------------------------------------------------------
 
+ADD_C1 = base_env(b"ADD")
+SUBNET_ENV = (b"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n"
+              b"FLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n")
+
+
 @FUZZ
 @given(call=calls())
+# Failures this test found, minimised (issue 9, point 8), kept until the plugin is fixed:
+# an MTU of more than 4300 digits in the subnet file: code 999 (int() refuses to convert it),
+@example(call=Call(ADD_C1, base_conf("1.1.0"), SUBNET_ENV.replace(b"1472", b"@9*4301@")))
+@example(call=Call(base_env(b"STATUS"), base_conf("1.1.0"),
+                   SUBNET_ENV.replace(b"1472", b"@9*4301@")))
+# a GC attachment whose containerID or ifname holds a lone surrogate ("\udcff"): code 999,
+@example(call=Call(base_env(b"GC"), base_conf("1.1.0", **{"cni.dev/valid-attachments": [
+    {"containerID": "\udcff", "ifname": "eth0"}]}), SUBNET_ENV))
+# NaN (or Infinity) in the config's dns: accepted, and echoed into a result that is not JSON.
+@example(call=Call(ADD_C1, base_conf("1.1.0", dns={"x": float("nan")}), SUBNET_ENV))
 def test_any_call_answers_in_shape_and_leaves_nothing(call, node, namespaces, tmp_path):
     with fresh_site(node, namespaces, tmp_path) as site:
         if call.subnet is not None:
@@ -590,25 +642,27 @@ def test_calls_on_a_real_attachment(case, node, namespaces, tmp_path):
         reply, add_env, add_stdin = run_call(site, made, case.cid)
         result = check_reply(reply, add_env, made.conf)
         assert reply.code == 0, f"the valid ADD: {reply}"
-        prev = apply(result, case.prev)
-        call = case.call
-        reply, env, stdin = run_call(site, call, case.cid, prev)
-        out = check_reply(reply, env, call.conf)
-        if call.mutated == 0 and not case.prev:
-            expect_pure(case, site, reply)
-        if call.command == b"ADD" and reply.code == 0:
-            check_pod(site, out)
-            delete_again(site, env, stdin)
+        for i, call in enumerate(case.calls):
+            reply, env, stdin = run_call(site, call, case.cid, apply(result, call.prev))
+            out = check_reply(reply, env, call.conf)
+            if i == 0 and call.mutated == 0 and not call.prev:
+                expect_pure(call, site, reply)
+            if call.command == b"ADD" and reply.code == 0:
+                check_pod(site, out)
+                delete_again(site, env, stdin)
         delete_again(site, add_env, add_stdin)
-        check_nothing_left(site, before, call.conf)
+        check_nothing_left(site, before, *(call.conf for call in case.calls))
 
 
-def expect_pure(case: Followup, site: Site, reply: Reply) -> None:
-    """Without hostile fields: CHECK passes, GC keeps exactly what it is told to keep."""
-    command = case.call.command
+def expect_pure(call: Call, site: Site, reply: Reply) -> None:
+    """Without hostile fields, on the attachment as ADD left it: CHECK passes, ADD again is
+    refused as a duplicate, GC keeps exactly what it is told to keep."""
+    command = call.command
     if command == b"CHECK":
         assert reply.code == 0, f"CHECK of an intact attachment: {reply}"
-    listed = case.call.conf.get("cni.dev/valid-attachments")
+    if command == b"ADD":
+        assert reply.code == 1 and b'"code": 101' in reply.stdout, f"ADD again: {reply}"
+    listed = call.conf.get("cni.dev/valid-attachments")
     if command == b"GC" and isinstance(listed, list) and all(
             isinstance(e, dict) and isinstance(e.get("containerID"), str)
             and isinstance(e.get("ifname"), str) for e in listed):
@@ -632,8 +686,10 @@ def apply(result: dict, ops: list) -> bytes:
             value = str(parent.get(last, "")).upper()
         if isinstance(parent, list) and last == "+":
             parent.append(value)
-        elif isinstance(parent, list) and isinstance(last, int) and last < len(parent):
-            parent.pop(last) if value == DROP else parent.__setitem__(last, value)
-        elif isinstance(parent, dict) and isinstance(last, str):
-            parent.pop(last, None) if value == DROP else parent.__setitem__(last, value)
+        elif isinstance(parent, list) and isinstance(last, int) and last < len(parent) \
+                or isinstance(parent, dict) and isinstance(last, str):
+            if value != DROP:
+                parent[last] = value
+            elif isinstance(parent, list) or last in parent:
+                del parent[last]
     return json.dumps(doc).encode()
