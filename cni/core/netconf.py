@@ -130,13 +130,22 @@ def _attachments(raw: dict) -> tuple[Attachment, ...] | None:
                 or not isinstance(item.get("ifname"), str):
             raise _invalid(f"invalid network config: {key}",
                            f"entry {shown(item)} needs string containerID and ifname")
+        validate_path(item["containerID"], f"network config: {key} containerID",
+                      INVALID_NETWORK_CONFIG)
+        validate_path(item["ifname"], f"network config: {key} ifname", INVALID_NETWORK_CONFIG)
         out.append(Attachment(item["containerID"], item["ifname"]))
     return tuple(out)
 
 
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON has not: a result echoing them
+    (in `dns`, say) would be unreadable to the runtime."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(data: bytes | str) -> dict:
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as e:
         raise CNIError(DECODING_FAILURE, "error parsing network config", str(e)) from None
     except RecursionError:

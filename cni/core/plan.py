@@ -90,7 +90,10 @@ def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment,
     if conf.is_default_gateway:
         routes = (Route(DEFAULT_ROUTE, env.gateway),)
     else:
-        routes = tuple(Route(n, env.gateway) for n in env.networks)
+        # A network the node subnet covers needs no route: the link's own prefix route
+        # is there already (and adding one would fail with EEXIST).
+        routes = tuple(Route(n, env.gateway) for n in env.networks
+                       if not n.subnet_of(env.subnet))
     masq = conf.ip_masq if conf.ip_masq is not None else not env.ipmasq
     return AddPlan(
         owner=owner,

@@ -43,8 +43,9 @@ IFNAMSIZ = 16
 def ifname_problem(name: str) -> str:
     """Why the kernel would not create a link named exactly `name` ("" when it would): the
     spec's rules (not empty, at most 15 bytes, not '.' or '..', no '/', ':' or whitespace)
-    plus the kernel's ('%' patterns, its own notion of white space, valid UTF-8 here so
-    that results and records can hold it)."""
+    plus the kernel's ('%' patterns, its own notion of white space), valid UTF-8 so that
+    results and records can hold it, and no control characters (the kernel takes them,
+    but `ip -j` then prints JSON nobody can read)."""
     try:
         raw = name.encode()
     except UnicodeEncodeError:
@@ -55,9 +56,9 @@ def ifname_problem(name: str) -> str:
         return f"is longer than {IFNAMSIZ - 1} bytes"
     if raw in (b".", b".."):
         return "is '.' or '..'"
-    if "\0" in name or any(b in _KERNEL_REFUSED for b in raw) \
+    if any(b in _KERNEL_REFUSED or b < 0x20 or b == 0x7F for b in raw) \
             or any(c.isspace() for c in name):
-        return "contains '/', ':', '%', NUL or white space"
+        return "contains '/', ':', '%', a control character or white space"
     return ""
 
 

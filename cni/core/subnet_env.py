@@ -52,7 +52,8 @@ def parse(text: str, path: str = "subnet file") -> SubnetEnv:
         iface = IPv4Interface(values["FLANNEL_SUBNET"])
     except (ValueError, ipaddress.AddressValueError) as e:
         raise _bad(path, str(e)) from None
-    if not values["FLANNEL_MTU"].isdecimal() or not 68 <= int(values["FLANNEL_MTU"]) <= 65535:
+    mtu = values["FLANNEL_MTU"]
+    if not (len(mtu) <= 5 and mtu.isascii() and mtu.isdigit() and 68 <= int(mtu) <= 65535):
         raise _bad(path, f"FLANNEL_MTU={shown(values['FLANNEL_MTU'])} is not an MTU (68..65535)")
     if values["FLANNEL_IPMASQ"] not in ("true", "false"):
         raise _bad(path, f"FLANNEL_IPMASQ={shown(values['FLANNEL_IPMASQ'])} is not true or false")
@@ -62,5 +63,5 @@ def parse(text: str, path: str = "subnet file") -> SubnetEnv:
     if not any(subnet.subnet_of(n) for n in networks):
         raise _bad(path, f"FLANNEL_SUBNET {subnet} is not inside FLANNEL_NETWORK")
     gateway = subnet.network_address + 1
-    return SubnetEnv(networks, subnet, gateway, int(values["FLANNEL_MTU"]),
+    return SubnetEnv(networks, subnet, gateway, int(mtu),
                      values["FLANNEL_IPMASQ"] == "true")

@@ -261,3 +261,15 @@ def test_malformed_requests_are_code_7_naming_the_key(changes: dict, culprit: st
 def test_an_error_message_shows_a_bounded_value() -> None:
     error = parse_error(json.dumps({**BASE, "mtu": "x" * 10_000}))
     assert len(error.details) < 200
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant: str) -> None:
+    error = parse_error('{"cniVersion": "1.1.0", "name": "n", "dns": {"x": ' + constant + "}}")
+    assert error.code == DECODING_FAILURE and constant in error.details
+
+
+def test_gc_attachments_must_be_utf8() -> None:
+    error = parse_error(r'{"cniVersion": "1.1.0", "name": "n", '
+                        r'"cni.dev/valid-attachments": [{"containerID": "\udcff", "ifname": "e"}]}')
+    assert error.code == INVALID_NETWORK_CONFIG and "containerID" in error.msg

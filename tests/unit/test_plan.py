@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -82,6 +83,13 @@ GW = IPv4Address("10.1.17.1")
 ])
 def test_routes(is_default_gateway: bool, routes: tuple[Route, ...]) -> None:
     assert plan.plan_add(conf(isDefaultGateway=is_default_gateway), ENV, OWNER).routes == routes
+
+
+def test_a_network_the_node_subnet_covers_gets_no_route_of_its_own() -> None:
+    env = dataclasses.replace(ENV, networks=(IPv4Network("10.1.17.0/24"),
+                                             IPv4Network("10.9.0.0/16")))
+    assert plan.plan_add(conf(isDefaultGateway=False), env, OWNER).routes == (
+        Route(IPv4Network("10.9.0.0/16"), GW),)
 
 
 @pytest.mark.parametrize(("flannel_ipmasq", "ip_masq", "masquerades"), [

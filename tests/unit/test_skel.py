@@ -93,19 +93,22 @@ def test_valid_ifnames(name: str) -> None:
     ("x" * 16, "is longer than 15 bytes"),
     (".", "is '.' or '..'"),
     ("..", "is '.' or '..'"),
-    ("a/b", "contains '/', ':', '%', NUL or white space"),
-    ("/", "contains '/', ':', '%', NUL or white space"),
-    ("eth0:1", "contains '/', ':', '%', NUL or white space"),
-    ("eth 0", "contains '/', ':', '%', NUL or white space"),
-    ("eth0\t", "contains '/', ':', '%', NUL or white space"),
-    ("\n", "contains '/', ':', '%', NUL or white space"),
-    ("eth\u00a00", "contains '/', ':', '%', NUL or white space"),
+    ("a/b", "contains '/', ':', '%', a control character or white space"),
+    ("/", "contains '/', ':', '%', a control character or white space"),
+    ("eth0:1", "contains '/', ':', '%', a control character or white space"),
+    ("eth 0", "contains '/', ':', '%', a control character or white space"),
+    ("eth0\t", "contains '/', ':', '%', a control character or white space"),
+    ("\n", "contains '/', ':', '%', a control character or white space"),
+    ("eth\u00a00", "contains '/', ':', '%', a control character or white space"),
     ("é" * 8, "is longer than 15 bytes"),
-    ("eth%d", "contains '/', ':', '%', NUL or white space"),
-    ("%", "contains '/', ':', '%', NUL or white space"),
-    ("eth\u00e00", "contains '/', ':', '%', NUL or white space"),  # UTF-8 c3 a0: the
-    ("eth\x0b", "contains '/', ':', '%', NUL or white space"),     # kernel's isspace
+    ("eth%d", "contains '/', ':', '%', a control character or white space"),
+    ("%", "contains '/', ':', '%', a control character or white space"),
+    # UTF-8 c3 a0: the kernel's isspace() takes 0xa0 for white space
+    ("eth\u00e00", "contains '/', ':', '%', a control character or white space"),
+    ("eth\x0b", "contains '/', ':', '%', a control character or white space"),
     ("eth\udc80", "is not valid UTF-8"),                           # a non-UTF-8 byte
+    ("x\x01", "contains '/', ':', '%', a control character or white space"),
+    ("x\x7f", "contains '/', ':', '%', a control character or white space"),
 ])
 def test_invalid_ifnames(name: str, problem: str) -> None:
     with pytest.raises(CNIError) as e:

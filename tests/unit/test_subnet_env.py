@@ -106,10 +106,14 @@ def test_empty_file() -> None:
 
 @pytest.mark.parametrize("mtu", [
     "abc", "67", "0", "65536", "-1", "1500.0", "1 500", "0x5dc",
-    "²",
+    "²", "١٥٠٠", "0" * 4 + "1500",
 ])
 def test_bad_mtu(mtu: str) -> None:
     assert error(text(FLANNEL_MTU=mtu)) == f"FLANNEL_MTU={mtu!r} is not an MTU (68..65535)"
+
+
+def test_an_mtu_too_long_for_int_is_a_bad_mtu_not_a_crash() -> None:
+    assert "is not an MTU" in error(text(FLANNEL_MTU="9" * 4301))
 
 
 @pytest.mark.parametrize("ipmasq", ["yes", "True", "1", "TRUE", "no"])
