@@ -41,6 +41,7 @@ def run(inv: Invocation, conf: NetConf) -> dict:
         link.attach_host_end(host, host_end, bridge, hairpin=plan.hairpin,
                              alias=plan.host_alias)
         link.configure_pod(pod, pod_end, plan.pod_address(ip), plan.routes)
+        link.announce(host, host_end, pod_fd, pod_end, ip)
         if plan.masq_chain:
             undo.append(lambda: masq.teardown(plan.masq_chain))
             masq.setup(plan.masq_chain, ip, plan.networks, plan.masq_comment)

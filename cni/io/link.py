@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,12 +18,15 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from ..core import arp
 from ..core.errors import ALREADY_EXISTS, KERNEL_FAILURE, CNIError
 from ..core.plan import stale_bridge_addresses
 from ..core.result import Route
 from .netns import inside
 
 FORWARDING = "/proc/sys/net/ipv4/ip_forward"
+BR_STATE_FORWARDING = 3
+FORWARDING_WAIT = 1.0       # seconds a new bridge port may take to forward
 
 
 @contextmanager
@@ -141,8 +146,7 @@ def routes(ipr: IPRoute, index: int) -> list[Route]:
 def add_veth(host: IPRoute, pod: IPRoute, pod_fd: int, *, host_name: str, pod_name: str,
              mtu: int, pod_mac: str | None) -> tuple[LinkView, LinkView]:
     """The veth pair, its pod end made directly in the pod's namespace (with `pod_mac`
-    when one is given) and set to announce its address when it comes up (arp_notify, as
-    bridge does), so that neighbours holding a recycled IP's old MAC learn the new one."""
+    when one is given)."""
     if find(pod, pod_name) is not None:
         raise CNIError(ALREADY_EXISTS, f"container interface {pod_name} already exists")
     if find(host, host_name) is not None:
@@ -155,23 +159,40 @@ def add_veth(host: IPRoute, pod: IPRoute, pod_fd: int, *, host_name: str, pod_na
         host.link("add", ifname=host_name, kind="veth", mtu=mtu, peer=peer)
     host_link, pod_link = find(host, host_name), find(pod, pod_name)
     assert host_link is not None and pod_link is not None
-    with inside(pod_fd, "the pod's netns"):
-        _set_sysctl(f"/proc/sys/net/ipv4/conf/{pod_name}/arp_notify", "1")
     return host_link, pod_link
 
 
-def _set_sysctl(path: str, value: str) -> None:
-    """Best effort, as in bridge: a read-only /proc/sys only loses the announcement."""
+def announce(host: IPRoute, host_end: LinkView, pod_fd: int, pod_end: LinkView,
+             ip: IPv4Address) -> None:
+    """Broadcast a gratuitous ARP from the pod's interface, so that the other pods holding
+    a recycled IP's old MAC take the new one. Sent once the host end forwards: the kernel's
+    own announcement (arp_notify) leaves as the pod's link comes up, when the bridge port
+    may not forward yet, and is lost then (plugins#463). Best effort: a pod whose
+    announcement is lost is still reached once its neighbours' entries time out."""
+    _wait_forwarding(host, host_end.index)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.write(fd, value.encode())
+        with inside(pod_fd, "the pod's netns"):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)   # 0: send only
+        with sock:
+            sock.bind((pod_end.name, 0))
+            sock.send(arp.announcement(pod_end.mac, ip))
     except OSError:
         pass
-    finally:
-        os.close(fd)
+
+
+def _wait_forwarding(ipr: IPRoute, index: int) -> bool:
+    """Wait (at most FORWARDING_WAIT s) until the bridge port `index` forwards."""
+    deadline, pause = time.monotonic() + FORWARDING_WAIT, 0.001
+    while True:
+        with kernel("read the state of the pod's bridge port"):
+            info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
+        port = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+        if port is not None and port.get_attr("IFLA_BRPORT_STATE") == BR_STATE_FORWARDING:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def forget_neighbour(ipr: IPRoute, bridge: LinkView, ip: IPv4Address) -> None:
