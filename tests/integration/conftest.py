@@ -24,10 +24,14 @@ def cni_executable(request: pytest.FixtureRequest,
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A chain headed by the reference plugins runs no pyflannel: once (venv) is enough."""
+    """A chain headed by the reference plugins runs no pyflannel: once (venv) is enough. A
+    module that sets EXECUTABLES runs only against those (the slow kill test)."""
     def redundant(item: pytest.Item) -> bool:
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        return params.get("cni_executable") == "built" and params.get("main_plugin") == "reference"
+        executable = params.get("cni_executable")
+        if executable not in getattr(item.module, "EXECUTABLES", (executable,)):
+            return True
+        return executable == "built" and params.get("main_plugin") == "reference"
     drop = [item for item in items if redundant(item)]
     if drop:
         config.hook.pytest_deselected(items=drop)
