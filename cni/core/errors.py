@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False      # typing itself is not imported: VERSION and errors stay light
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # Codes from the CNI spec's error table (plus libcni's 8 and 999).
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -23,11 +27,12 @@ CHECK_FAILED = 102
 KERNEL_FAILURE = 103
 
 
-def shown(value: object, limit: int = 80) -> str:
-    """`value` as an error message shows it: its repr, cut to `limit` characters (an ID or
-    a config value can be huge, or nested too deeply for repr)."""
+def shown(value: object, limit: int = 80, render: Callable[[object], str] = repr) -> str:
+    """`value` as an error message shows it (its repr, or JSON with render=json.dumps), cut
+    to `limit` characters: an ID or a config value can be huge, or nested too deeply to
+    render."""
     try:
-        text = repr(value)
+        text = render(value)
     except RecursionError:
         return "(a value nested too deeply to show)"
     return text if len(text) <= limit else text[:limit - 3] + "..."

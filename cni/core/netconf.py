@@ -23,7 +23,7 @@ from .errors import (
     shown,
 )
 from .requested import ARGS_IPS, ARGS_MAC, RUNTIME_IPS, RUNTIME_MAC, Wanted
-from .skel import ID_PATTERN, validate_ifname, validate_path
+from .skel import ID_PATTERN, validate_ifname, validate_text
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/pyflannel"
@@ -59,14 +59,6 @@ def _invalid(msg: str, details: str = "") -> CNIError:
     return CNIError(INVALID_NETWORK_CONFIG, msg, details)
 
 
-def _json_shown(value: Any) -> str:
-    try:
-        text = json.dumps(value)
-    except (RecursionError, ValueError):
-        return shown(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _typed(raw: dict, key: str, kind: type, default: Any) -> Any:
     if key not in raw or raw[key] is None:
         return default
@@ -79,7 +71,7 @@ def _typed(raw: dict, key: str, kind: type, default: Any) -> Any:
 
 def _path(raw: dict, key: str, default: str) -> str:
     value = _typed(raw, key, str, default)
-    validate_path(value, f"network config: {key}", INVALID_NETWORK_CONFIG)
+    validate_text(value, f"network config: {key}", INVALID_NETWORK_CONFIG)
     return value
 
 
@@ -130,9 +122,9 @@ def _attachments(raw: dict) -> tuple[Attachment, ...] | None:
                 or not isinstance(item.get("ifname"), str):
             raise _invalid(f"invalid network config: {key}",
                            f"entry {shown(item)} needs string containerID and ifname")
-        validate_path(item["containerID"], f"network config: {key} containerID",
+        validate_text(item["containerID"], f"network config: {key} containerID",
                       INVALID_NETWORK_CONFIG)
-        validate_path(item["ifname"], f"network config: {key} ifname", INVALID_NETWORK_CONFIG)
+        validate_text(item["ifname"], f"network config: {key} ifname", INVALID_NETWORK_CONFIG)
         out.append(Attachment(item["containerID"], item["ifname"]))
     return tuple(out)
 
@@ -175,7 +167,8 @@ def parse(data: bytes | str) -> NetConf:
                        f"{shown(name)} has characters a network name cannot have")
     if "ipam" in raw:
         raise CNIError(UNSUPPORTED_FIELD, "unsupported field: ipam",
-                       f"ipam={_json_shown(raw['ipam'])}: pyflannel allocates from the subnet file")
+                       f"ipam={shown(raw['ipam'], render=json.dumps)}: "
+                       "pyflannel allocates from the subnet file")
     bridge = _typed(raw, "bridge", str, DEFAULT_BRIDGE)
     try:
         validate_ifname(bridge)

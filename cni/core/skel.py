@@ -68,8 +68,9 @@ def validate_ifname(name: str) -> None:
         raise CNIError(INVALID_ENVIRONMENT, "invalid CNI_IFNAME", f"{shown(name)} {problem}")
 
 
-def validate_path(value: str, what: str, code: int = INVALID_ENVIRONMENT) -> None:
-    """A path the plugin can open and write into its records and results: UTF-8, no NUL."""
+def validate_text(value: str, what: str, code: int = INVALID_ENVIRONMENT) -> None:
+    """A string the plugin opens as a path or writes into its records, aliases and results
+    (a netns path, a config path, an ID from a GC list): UTF-8, no NUL."""
     problem = ""
     if "\0" in value:
         problem = "contains a NUL byte"
@@ -122,5 +123,5 @@ def parse_environment(env: Mapping[str, str]) -> Invocation:
     if command in ("ADD", "CHECK", "DEL"):
         validate_container_id(inv.container_id)
         validate_ifname(inv.ifname)
-        validate_path(inv.netns, "CNI_NETNS")
+        validate_text(inv.netns, "CNI_NETNS")
     return inv

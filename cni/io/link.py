@@ -180,17 +180,16 @@ def announce(host: IPRoute, host_end: LinkView, pod_fd: int, pod_end: LinkView,
         pass
 
 
-def _wait_forwarding(ipr: IPRoute, index: int) -> bool:
+def _wait_forwarding(ipr: IPRoute, index: int) -> None:
     """Wait (at most FORWARDING_WAIT s) until the bridge port `index` forwards."""
     deadline, pause = time.monotonic() + FORWARDING_WAIT, 0.001
     while True:
         with kernel("read the state of the pod's bridge port"):
             info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
         port = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
-        if port is not None and port.get_attr("IFLA_BRPORT_STATE") == BR_STATE_FORWARDING:
-            return True
-        if time.monotonic() >= deadline:
-            return False
+        if port is not None and port.get_attr("IFLA_BRPORT_STATE") == BR_STATE_FORWARDING \
+                or time.monotonic() >= deadline:
+            return
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 

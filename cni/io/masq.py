@@ -19,20 +19,24 @@ from ..core.errors import KERNEL_FAILURE, CNIError
 
 MULTICAST = "224.0.0.0/4"
 PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None).prctl     # resolved here, so the forked child only calls it
 
 
 def _die_with(parent: int) -> None:
     """In the child, before exec: if the plugin is killed mid-call, iptables goes too,
     rather than changing the rules after a DEL or GC has already looked at them."""
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:      # the parent died before prctl took effect
         os._exit(1)
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> str:
+    """Run iptables. Only a run that changes rules (`iptables-restore`, fed on stdin) is
+    tied to the plugin's life: that costs a fork instead of a vfork (bench/README.md)."""
+    tie = {"preexec_fn": partial(_die_with, os.getpid())} if stdin is not None else {}
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60,
-                              preexec_fn=partial(_die_with, os.getpid()))
+                              **tie)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise CNIError(KERNEL_FAILURE, f"cannot run {cmd[0]}", str(e)) from None
     if proc.returncode != 0:

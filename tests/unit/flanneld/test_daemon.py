@@ -206,6 +206,15 @@ def test_a_changed_subnet_file_is_written_back(daemon, written, caplog, edit) ->
     assert "had been changed; wrote it again" in caplog.text
 
 
+def test_a_fifo_in_place_of_the_subnet_file_neither_stalls_the_loop_nor_stays(
+        daemon, written, caplog) -> None:
+    written.unlink()
+    os.mkfifo(written)                 # opened plainly, reading it would wait forever
+    daemon._due_liveness()
+    assert written.read_bytes() == WRITTEN.encode()
+    assert "had been changed; wrote it again" in caplog.text
+
+
 def test_an_intact_subnet_file_is_left_alone(daemon, written, caplog) -> None:
     before = os.stat(written)
     daemon._due_liveness()
