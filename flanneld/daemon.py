@@ -91,7 +91,8 @@ class Daemon:
         self.table = LeaseTable(lease.subnet)
         self.backend = backends.create(config.backend_type, iface_addr=underlay.address,
                                        iface_mtu=underlay.mtu, port=config.backend_port,
-                                       network=config.network, subnet=lease.subnet)
+                                       network=config.network, subnet=lease.subnet,
+                                       offload=self.opts.udp_offload)
         self.backend.start()
         server = None
         try:
@@ -145,6 +146,8 @@ class Daemon:
                   "tun_up": 1 if backend is not None and backend.tun_problem() is None else 0}
         if lease is not None and lease.expiration is not None:
             gauges["lease_expires_in_seconds"] = round(lease.expiration - self.clock(), 1)
+        if backend is not None:
+            gauges.update({f"udp_offload_{name}": int(on) for name, on in backend.offloads.items()})
         return metrics.render(backend.counters() if backend else {}, gauges)
 
     def peer_list(self) -> list[dict]:

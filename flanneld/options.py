@@ -39,6 +39,7 @@ class Options:
     healthz_port: int                # 0: no health endpoint
     iptables_resync: int             # seconds
     iptables_forward_rules: bool
+    udp_offload: bool                # TUN TSO/checksum offload and UDP GSO/GRO when allowed
     verbosity: int
 
     @property
@@ -112,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--iptables-forward-rules", type=_bool, nargs="?", const=True, default=True,
       metavar="BOOL", help="accept forwarded cluster traffic in chain FLANNEL-FWD "
                            "(default true)")
+    a("--udp-offload", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+      help="udp backend: move TCP as 64 KiB super-packets (TUN TSO/checksum offload, UDP "
+           "GSO and GRO, each where the kernel allows; default true); false carries one "
+           "packet per system call, for troubleshooting")
     a("-v", "--v", dest="verbosity", type=int, default=0, metavar="LEVEL",
       help="log verbosity: 0 info, 1 debug, 2 and up also netlink messages (default 0)")
     a("--version", action="version", version=f"flanneld (pyflannel) {_version()}")
@@ -172,4 +177,5 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         subnet_lease_renew_margin=ns.subnet_lease_renew_margin,
         subnet_lease_ttl=ns.subnet_lease_ttl, healthz_ip=ns.healthz_ip,
         healthz_port=ns.healthz_port, iptables_resync=ns.iptables_resync,
-        iptables_forward_rules=ns.iptables_forward_rules, verbosity=ns.verbosity)
+        iptables_forward_rules=ns.iptables_forward_rules, udp_offload=ns.udp_offload,
+        verbosity=ns.verbosity)

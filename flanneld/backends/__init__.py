@@ -15,11 +15,12 @@ BACKENDS: dict[str, type[UdpBackend]] = {"udp": UdpBackend}
 
 
 def create(type_name: str, *, iface_addr: IPv4Address, iface_mtu: int, port: int,
-           network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0") -> UdpBackend:
+           network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0",
+           offload: bool = True) -> UdpBackend:
     """The backend registered as `type_name` (case-insensitive, as flannel), not started."""
     cls = BACKENDS.get(type_name.lower())
     if cls is None:
         raise ConfigError(f"backend type {type_name!r} is not supported; known: "
                           f"{', '.join(sorted(BACKENDS))}")
     return cls(iface_addr=iface_addr, iface_mtu=iface_mtu, port=port, network=network,
-               subnet=subnet, tun_name=tun_name)
+               subnet=subnet, tun_name=tun_name, offload=offload)

@@ -43,7 +43,10 @@ import struct
 import threading
 from ipaddress import IPv4Address, IPv4Network
 
+from ..core import vnet
 from ..core.errors import ConfigError, FlannelError
+from ..core.gro import coalesce
+from ..core.gso import SegmentError, complete_checksum, segment_tcp4
 from ..core.packet import (
     CODE_NET_UNREACH,
     CODE_TTL_EXCEEDED,
@@ -61,7 +64,8 @@ from ..core.packet import (
     src_of,
 )
 from ..core.routes import Routes
-from ..io.tun import configure_tun, open_tun
+from ..io import udp_offload
+from ..io.tun import configure_tun, enable_offloads, open_tun
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +90,32 @@ DROP_TTL_EXCEEDED = "ttl_exceeded"    # udp -> tun: TTL 0 or 1
 DROP_SEND_ERROR = "send_error"        # sendto failed (e.g. the underlay is down)
 DROP_WRITE_ERROR = "write_error"      # the write into the TUN failed
 DROP_READ_ERROR = "read_error"        # a read from the TUN or the socket failed (not EAGAIN)
+DROP_BAD_GSO = "bad_gso"              # tun -> udp: a super-packet that cannot be segmented
 CHECK_REASONS = (DROP_TOO_SHORT, DROP_NOT_IPV4, DROP_BAD_HEADER_LEN, DROP_BAD_TOTAL_LEN,
                  DROP_BAD_CHECKSUM)
 DROP_REASONS = CHECK_REASONS + (DROP_NO_ROUTE, DROP_UNKNOWN_PEER, DROP_NOT_LOCAL,
                                 DROP_TTL_EXCEEDED, DROP_SEND_ERROR, DROP_WRITE_ERROR,
-                                DROP_READ_ERROR)
+                                DROP_READ_ERROR, DROP_BAD_GSO)
 
 _DROP_KEYS = {reason: f"drop_{reason}" for reason in DROP_REASONS}
+# With offloads: super-packets read from the TUN and the wire packets they became; GSO
+# sends and those the kernel refused (sent again without GSO); partial checksums completed;
+# receives that held more than one datagram (UDP GRO); TUN writes that coalesced several
+# packets and how many packets went into them.
+OFFLOAD_COUNTERS = ("tx_tso_packets", "tx_segments", "tx_gso_sends", "tx_gso_fallbacks",
+                    "tx_checksums_completed", "rx_gro_receives", "rx_coalesced_writes",
+                    "rx_coalesced_packets")
 COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "icmp_sent_net_unreach",
             "icmp_sent_time_exceeded", "icmp_failed",
-            "tun_recreated") + tuple(_DROP_KEYS.values())
+            "tun_recreated") + OFFLOAD_COUNTERS + tuple(_DROP_KEYS.values())
+OFFLOADS = ("tun_vnet_hdr", "tun_tso", "udp_gso", "udp_gro")
+RX_BUFSIZE = 1 << 20         # one receive batch: up to this many bytes of datagrams
+TX_BATCH = 16                # super-packets per round (each up to 64 KiB); receives: BATCH
 
 _SO_SNDTIMEO = struct.pack("ll", 0, int(SEND_TIMEOUT * 1_000_000))
+# errnos of a GSO send that the route cannot take (the device lacks checksum offload, or the
+# kernel lacks UDP_SEGMENT): sent again segment by segment
+_GSO_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 
 
 class UdpBackend:
@@ -108,7 +126,8 @@ class UdpBackend:
     OVERHEAD = 28            # IPv4 20 + UDP 8
 
     def __init__(self, *, iface_addr: IPv4Address, iface_mtu: int, port: int,
-                 network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0"):
+                 network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0",
+                 offload: bool = True):
         if not 0 < port < 65536:
             raise ConfigError(f"udp backend port {port} is not in 1..65535")
         if iface_mtu - self.OVERHEAD < MIN_MTU:
@@ -118,6 +137,7 @@ class UdpBackend:
             raise ConfigError(f"node subnet {subnet} is not inside network {network}")
         self.iface_addr, self.iface_mtu, self.port = iface_addr, iface_mtu, port
         self.network, self.subnet, self.tun_name = network, subnet, tun_name
+        self.offload = offload       # try TUN TSO/checksum offload and UDP GSO/GRO
         self.tun_addr = subnet.network_address        # flannel0's /32
         self._routes = Routes.EMPTY
         self._tun = -1
@@ -128,6 +148,7 @@ class UdpBackend:
         self._stopping = False
         self._tun_problem: str | None = None         # set by the data-plane thread only
         self._counts = dict.fromkeys(COUNTERS, 0)    # written by the data-plane thread only
+        self.offloads = dict.fromkeys(OFFLOADS, False)   # what start() found the kernel allows
 
     @property
     def mtu(self) -> int:
@@ -161,7 +182,8 @@ class UdpBackend:
                 raise FlannelError(f"cannot open a raw socket for the udp backend's ICMP "
                                    f"errors: {e.strerror}") from None
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SO_SNDTIMEO)
-            tun = open_tun(self.tun_name)
+            offloads = self._probe_socket(sock)
+            tun, offloads["tun_vnet_hdr"], offloads["tun_tso"] = self._open_tun()
             configure_tun(self.tun_name, self.tun_addr, self.mtu, self.network)
             self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except BaseException:
@@ -172,11 +194,34 @@ class UdpBackend:
                 os.close(tun)     # the device is not persistent: it and its route go
             raise
         self._sock, self._raw, self._tun, self._stopping = sock, raw, tun, False
+        self.offloads = offloads
         self._thread = threading.Thread(target=self._run, name=f"{self.tun_name}-dataplane",
                                         daemon=True)
         self._thread.start()
-        log.info("udp backend up: %s %s/32 mtu %d, route %s, UDP %s",
-                 self.tun_name, self.tun_addr, self.mtu, self.network, where)
+        log.info("udp backend up: %s %s/32 mtu %d, route %s, UDP %s; offloads: %s",
+                 self.tun_name, self.tun_addr, self.mtu, self.network, where,
+                 _describe(offloads, self.offload))
+
+    def _probe_socket(self, sock: socket.socket) -> dict[str, bool]:
+        """Which of UDP GSO and GRO the kernel allows (GRO is turned on here); all off when
+        offloads are not wanted."""
+        offloads = dict.fromkeys(OFFLOADS, False)
+        if self.offload:
+            offloads["udp_gso"] = udp_offload.gso_supported(sock)
+            offloads["udp_gro"] = udp_offload.enable_gro(sock)
+        return offloads
+
+    def _open_tun(self) -> tuple[int, bool, bool]:
+        """(fd, vnet_hdr, tso): the TUN with a virtio-net header and TSO/checksum offload when
+        wanted and the kernel allows, else a plain one."""
+        if self.offload:
+            try:
+                fd = open_tun(self.tun_name, vnet_hdr=True)
+            except FlannelError as e:
+                log.info("tun device %s without a virtio-net header: %s", self.tun_name, e)
+            else:
+                return fd, True, enable_offloads(fd)
+        return open_tun(self.tun_name), False, False
 
     def stop(self) -> None:
         """Stop and join the thread, close the sockets and the TUN (which removes the device
@@ -235,7 +280,10 @@ class UdpBackend:
     def _run(self) -> None:
         try:
             while not self._stopping:
-                self._forward()          # returns when stopping or when the TUN is gone
+                if self.offloads["tun_vnet_hdr"]:
+                    self._forward_vectors()  # returns when stopping or the TUN is gone
+                else:
+                    self._forward()          # the same, one packet per system call
                 if not self._stopping:
                     self._recreate_tun()
         except BaseException:
@@ -338,6 +386,194 @@ class UdpBackend:
             if failed:
                 pause(ERROR_PAUSE_MS)      # an error that may persist: no busy loop
 
+    def _forward_vectors(self) -> None:
+        """`_forward` for a TUN with a virtio-net header: many packets per system call.
+
+        tun -> udp: a TCP super-packet is segmented (`core.gso`) and its wire packets go to
+        the peer in one GSO `sendmsg` (or as many as UDP_MAX_SEGMENTS and 64 KiB allow); a
+        peer whose route refuses GSO gets them one `sendmsg` each from then on. A packet
+        with a partial checksum has it completed. udp -> tun: receives fill one buffer
+        (with UDP GRO a receive holds many datagrams of one peer), every datagram gets the
+        same checks as in `_forward`, then runs of TCP segments of one flow are coalesced
+        (`core.gro`) into one `writev` each.
+        """
+        tun, sock, c = self._tun, self._sock, self._counts
+        assert sock is not None and self._wake is not None
+        poller = select.poll()
+        for fd in (tun, sock.fileno(), self._wake[0]):
+            poller.register(fd, select.POLLIN)
+        wait = poller.poll
+        pauser = select.poll()
+        pauser.register(self._wake[0], select.POLLIN)
+        pause = pauser.poll
+        readv, writev = os.readv, os.writev
+        sendmsg, sendto, recvmsg = sock.sendmsg, sock.sendto, sock.recvmsg_into
+        check, dst, ttl, unpack = check_ipv4, dst_of, decrement_ttl, vnet.unpack_from
+        segment, gro_size, cmsg = segment_tcp4, udp_offload.gro_size, udp_offload.segment_cmsg
+        tbuf = bytearray(vnet.SIZE + BUFSIZE)
+        tview = memoryview(tbuf)
+        tbufs = [tbuf]
+        rbuf = bytearray(RX_BUFSIZE)
+        rview = memoryview(rbuf)
+        rlimit = RX_BUFSIZE - BUFSIZE
+        ancillary = udp_offload.ANCILLARY
+        gso = self.offloads["udp_gso"]
+        no_gso: set[tuple[str, int]] = set()       # peers whose route refused a GSO send
+        max_segments, max_bytes = udp_offload.MAX_SEGMENTS, udp_offload.MAX_GSO_BYTES
+        tcpv4, needs_csum, hsize = vnet.GSO_TCPV4, vnet.F_NEEDS_CSUM, vnet.SIZE
+        dontwait = socket.MSG_DONTWAIT
+        mask, net = int(self.subnet.netmask), int(self.subnet.network_address)
+        drop_keys = _DROP_KEYS
+        k_send, k_write = drop_keys[DROP_SEND_ERROR], drop_keys[DROP_WRITE_ERROR]
+        k_peer, k_local = drop_keys[DROP_UNKNOWN_PEER], drop_keys[DROP_NOT_LOCAL]
+        k_read, k_gso = drop_keys[DROP_READ_ERROR], drop_keys[DROP_BAD_GSO]
+        k_short = drop_keys[DROP_TOO_SHORT]
+        while not self._stopping:
+            routes = self._routes
+            lookup, peers = routes.lookup, routes.peers
+            idle = failed = False
+            tx = tx_bytes = tso = segments = gso_sends = fallbacks = completed = 0
+            try:
+                for _ in range(TX_BATCH):
+                    n = readv(tun, tbufs)
+                    flags, gso_type, _, gso_size, csum_start, csum_offset = unpack(tbuf)
+                    pkt = tview[hsize:n]
+                    reason = check(pkt)
+                    if reason is not None:
+                        c[drop_keys[reason]] += 1
+                        continue
+                    hop = lookup(dst(pkt))
+                    if hop is None:
+                        self._net_unreachable(pkt)
+                        continue
+                    if gso_type & ~vnet.GSO_ECN != tcpv4:
+                        if flags & needs_csum and complete_checksum(pkt, csum_start,
+                                                                    csum_offset):
+                            completed += 1
+                        try:
+                            sendto(pkt, hop)
+                        except OSError:
+                            c[k_send] += 1
+                            continue
+                        tx += 1
+                        tx_bytes += n - hsize
+                        continue
+                    try:
+                        parts, size = segment(pkt, gso_size)
+                    except SegmentError:
+                        c[k_gso] += 1
+                        continue
+                    tso += 1
+                    count = len(parts) >> 1
+                    segments += count
+                    length = n - hsize + (count - 1) * (size - gso_size)
+                    if gso and count > 1 and hop not in no_gso:
+                        per_send = min(max_segments, max_bytes // size) * 2
+                        try:
+                            for at in range(0, len(parts), per_send):
+                                sendmsg(parts[at:at + per_send], cmsg(size), 0, hop)
+                                gso_sends += 1
+                        except OSError as e:
+                            if at or e.errno not in _GSO_REFUSED:
+                                c[k_send] += count - (at >> 1)
+                                tx += at >> 1
+                                tx_bytes += (at >> 1) * size
+                                continue
+                            no_gso.add(hop)         # e.g. EIO: no checksum offload there
+                            fallbacks += 1
+                            log.warning("UDP GSO to %s:%d refused (%s); sending without it",
+                                        hop[0], hop[1], e.strerror)
+                        else:
+                            tx += count
+                            tx_bytes += length
+                            continue
+                    for at in range(0, len(parts), 2):
+                        try:
+                            sendmsg(parts[at:at + 2], (), 0, hop)
+                        except OSError:
+                            c[k_send] += 1
+                            continue
+                        tx += 1
+                        tx_bytes += len(parts[at]) + len(parts[at + 1])
+            except BlockingIOError:
+                idle = True
+            except OSError as e:
+                if e.errno == errno.EBADFD:     # the device was deleted: _run makes it again
+                    self._publish(tx, tx_bytes, tso, segments, gso_sends, fallbacks, completed)
+                    return
+                c[k_read] += 1
+                failed = True
+            self._publish(tx, tx_bytes, tso, segments, gso_sends, fallbacks, completed)
+            batch = []
+            rx = rx_bytes = gro = 0
+            at = 0
+            try:
+                for _ in range(BATCH):
+                    if at > rlimit:
+                        break
+                    n, anc, _, addr = recvmsg([rview[at:at + BUFSIZE]], ancillary, dontwait)
+                    if addr[0] not in peers:
+                        c[k_peer] += 1
+                        continue
+                    if not n:                       # an empty datagram
+                        c[k_short] += 1
+                        continue
+                    size = gro_size(anc, n)
+                    end = at + n
+                    if size < n:
+                        gro += 1
+                    for o in range(at, end, size):
+                        pkt = rview[o:min(o + size, end)]
+                        reason = check(pkt)
+                        if reason is not None:
+                            c[drop_keys[reason]] += 1
+                            continue
+                        if dst(pkt) & mask != net:
+                            c[k_local] += 1
+                            continue
+                        if not ttl(pkt):
+                            self._time_exceeded(pkt, addr)
+                            continue
+                        batch.append(pkt)
+                        rx_bytes += len(pkt)
+                    at = (end + 7) & ~7
+            except BlockingIOError:
+                if idle and not batch:
+                    wait()
+                    continue
+            except OSError:
+                c[k_read] += 1
+                failed = True
+            if batch:
+                writes, merged = coalesce(batch)
+                rx = len(batch)
+                for w in writes:
+                    try:
+                        writev(tun, w)
+                    except OSError:
+                        lost = 1 if len(w) == 2 else len(w) - 2
+                        c[k_write] += lost
+                        rx -= lost
+                        rx_bytes -= sum(len(b) for b in w[1:])
+                c["rx_packets"] += rx
+                c["rx_bytes"] += rx_bytes
+                c["rx_gro_receives"] += gro
+                c["rx_coalesced_writes"] += merged - len(batch) + len(writes)
+                c["rx_coalesced_packets"] += merged
+            if failed:
+                pause(ERROR_PAUSE_MS)      # an error that may persist: no busy loop
+
+    def _publish(self, tx: int, tx_bytes: int, tso: int, segments: int, gso_sends: int,
+                 fallbacks: int, completed: int) -> None:
+        c = self._counts
+        c["tx_packets"] += tx
+        c["tx_bytes"] += tx_bytes
+        c["tx_tso_packets"] += tso
+        c["tx_segments"] += segments
+        c["tx_gso_sends"] += gso_sends
+        c["tx_gso_fallbacks"] += fallbacks
+        c["tx_checksums_completed"] += completed
+
     def _recreate_tun(self) -> None:
         """The TUN device was deleted and this fd detached from it: close the fd, then (after
         RECREATE_GRACE_MS) open and configure the device again, every RECREATE_PAUSE_MS until
@@ -356,7 +592,7 @@ class UdpBackend:
         while not self._stopping:
             tun = -1
             try:
-                tun = open_tun(name)
+                tun, vnet_hdr, tso = self._open_tun()
                 configure_tun(name, self.tun_addr, self.mtu, self.network)
             except FlannelError as e:
                 if tun >= 0:
@@ -371,6 +607,7 @@ class UdpBackend:
                 os.close(tun)
                 return
             self._tun = tun
+            self.offloads = {**self.offloads, "tun_vnet_hdr": vnet_hdr, "tun_tso": tso}
             self._counts["tun_recreated"] += 1
             self._tun_problem = None
             log.info("re-created %s: %s/32 mtu %d, route %s; forwarding again", name,
@@ -414,3 +651,12 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+
+
+def _describe(offloads: dict[str, bool], wanted: bool) -> str:
+    """The start-up log's account of the offloads."""
+    if not wanted:
+        return "off (turned off by configuration)"
+    on = [name for name, state in offloads.items() if state]
+    off = [name for name, state in offloads.items() if not state]
+    return (", ".join(on) or "none") + (f" (not available: {', '.join(off)})" if off else "")

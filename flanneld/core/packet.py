@@ -63,6 +63,27 @@ def internet_checksum(data: Buffer) -> int:
     return 0xFFFF - s
 
 
+def ones_sum(data: Buffer) -> int:
+    """The one's complement sum of `data`'s 16-bit big-endian words (an odd length padded with
+    a zero byte), reduced mod 0xFFFF: 0..0xFFFE, where 0 stands for both zeros (0 and -0).
+
+    Sums add: ones_sum(a + b) == (ones_sum(a) + ones_sum(b)) % 0xFFFF for an even-length
+    `a`. Reading the bytes little-endian is the fastest int conversion; a little-endian word
+    is the big-endian one byte-swapped, and a swap is a multiplication by 2**8 mod 0xFFFF.
+    Odd lengths need no padding that way: the last byte is the low byte of its word.
+    """
+    x = int.from_bytes(data, "little") % 0xFFFF
+    return ((x & 0xFF) << 8) | (x >> 8)
+
+
+def finish_checksum(total: int) -> int:
+    """The checksum field for data (pseudo-header included) whose ones_sum is `total`, with the
+    field itself counted as zero: the complement, never 0 (RFC 768: for UDP 0 means "no
+    checksum", so 0xFFFF is sent instead, as the kernel does for every protocol)."""
+    total %= 0xFFFF
+    return 0xFFFF - total if total else 0xFFFF
+
+
 def check_ipv4(packet: Buffer) -> str | None:
     """None when `packet` is one whole, well-formed IPv4 packet, else a DROP_* reason.
 

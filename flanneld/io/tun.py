@@ -30,6 +30,11 @@ TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01            # the reader completes partial checksums
+TUN_F_TSO4 = 0x02            # the reader segments TCP/IPv4 super-packets
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4
 IFNAMSIZ = 16
 RT_SCOPE_UNIVERSE = 0
 
@@ -47,9 +52,11 @@ def valid_name(raw: bytes) -> bool:
             and not any(c in b"/:%" or c <= 0x20 or c == 0x7F for c in raw))
 
 
-def open_tun(name: str) -> int:
+def open_tun(name: str, vnet_hdr: bool = False) -> int:
     """A non-blocking fd on the TUN device `name` (IFF_TUN, no packet info header): each read
-    is one IP packet, each write injects one. The device is created if absent.
+    is one IP packet, each write injects one. The device is created if absent. With
+    `vnet_hdr`, a virtio-net header (`core.vnet`) comes before every packet read and must
+    come before every packet written.
 
     FlannelError naming the device when it cannot be opened (e.g. another process holds it).
     """
@@ -61,12 +68,24 @@ def open_tun(name: str) -> int:
     except OSError as e:
         raise FlannelError(f"cannot open tun device {name}: {TUN_PATH}: {e.strerror}") from None
     try:
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", raw, IFF_TUN | IFF_NO_PI))
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", raw, flags))
     except OSError as e:
         os.close(fd)
         why = _WHY.get(e.errno, e.strerror)
         raise FlannelError(f"cannot open tun device {name}: {why}") from None
     return fd
+
+
+def enable_offloads(fd: int) -> bool:
+    """Ask the kernel to hand the reader of `fd` (opened with a virtio-net header) TCP/IPv4
+    super-packets and packets with partial checksums (TUN_F_CSUM | TUN_F_TSO4). False when
+    it refuses; the device then carries ordinary packets, each with a plain header."""
+    try:
+        fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS)
+    except OSError:
+        return False
+    return True
 
 
 def configure_tun(name: str, address: IPv4Address, mtu: int, network: IPv4Network) -> None:

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from flanneld.backends import BACKENDS, create
-from flanneld.backends.udp import DROP_REASONS, UdpBackend
+from flanneld.backends.udp import DROP_REASONS, OFFLOAD_COUNTERS, OFFLOADS, UdpBackend
 from flanneld.core import packet
 from flanneld.core.errors import ConfigError, FlannelError
 from flanneld.core.lease import Lease
@@ -58,8 +58,9 @@ def test_before_start_nothing_runs_and_every_counter_is_zero() -> None:
     counters = backend.counters()
     assert set(counters) == {f"drop_{r}" for r in DROP_REASONS} | {
         "tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "icmp_sent_net_unreach",
-        "icmp_sent_time_exceeded", "icmp_failed", "tun_recreated"}
+        "icmp_sent_time_exceeded", "icmp_failed", "tun_recreated"} | set(OFFLOAD_COUNTERS)
     assert set(counters.values()) == {0}
+    assert backend.offloads == dict.fromkeys(OFFLOADS, False)
     backend.stop()                      # stopping what never started is a no-op
     assert not backend.alive()
 

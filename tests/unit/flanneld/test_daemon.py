@@ -31,6 +31,7 @@ class FakeBackend:
     def __init__(self) -> None:
         self.routes = Routes.EMPTY
         self.problem: str | None = None
+        self.offloads = {"tun_tso": True, "udp_gro": False}
 
     def set_routes(self, routes: Routes) -> None:
         self.routes = routes
@@ -175,6 +176,12 @@ def test_health_names_a_lost_tun_device_and_metrics_say_it_is_down(daemon) -> No
     assert "flanneld_tun_up 0" in lines and "flanneld_udp_tun_recreated_total 1" in lines
     daemon.backend.problem = None
     assert daemon.health() is None
+
+
+def test_metrics_say_which_offloads_are_on(daemon) -> None:
+    lines = daemon.metrics().splitlines()
+    assert "flanneld_udp_offload_tun_tso 1" in lines
+    assert "flanneld_udp_offload_udp_gro 0" in lines
 
 
 WRITTEN = render(IPv4Network("10.244.0.0/16"), OWN, 1472, False)

@@ -22,6 +22,13 @@ def test_defaults_are_flannels() -> None:
     assert (o.healthz_ip, o.healthz_port, o.iptables_resync) == ("0.0.0.0", 0, 5)
     assert o.iface == () and o.public_ip is None and o.etcd_cafile is None
     assert o.net_config_path is None
+    assert o.udp_offload
+
+
+def test_offloads_can_be_turned_off_by_flag_or_variable() -> None:
+    assert not parse(["--udp-offload=false"], {}).udp_offload
+    assert not parse([], {"FLANNELD_UDP_OFFLOAD": "false"}).udp_offload
+    assert parse(["--udp-offload"], {"FLANNELD_UDP_OFFLOAD": "false"}).udp_offload
 
 
 def test_flags() -> None:

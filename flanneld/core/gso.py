@@ -1,0 +1,112 @@
+"""Segmentation of the TCP super-packets that an offloading TUN hands over, and completion of
+partial checksums: the kernel's `tcp_gso_segment` and `skb_checksum_help`, in Python.
+
+A super-packet is one IPv4 + TCP header followed by up to 64 KiB of payload that must
+leave as segments of `mss` payload bytes (the virtio-net header's gso_size). Each segment
+becomes a complete wire packet, as the kernel would have put on a plain TUN: the headers
+replicated, then per segment the IP total length, the IP ID (incremented per segment),
+the IP header checksum, the TCP sequence number, the flags (FIN and PSH only on the last
+segment, CWR only on the first) and a full TCP checksum. A flannel node writes these
+datagrams unchanged into its plain TUN, so each must be valid on its own.
+
+The result is a list of buffers for one `sendmsg` (the header of each segment, then a
+view of its payload in the caller's buffer), so no payload byte is copied in Python. The
+checksum arithmetic is done on the sums of the parts (`packet.ones_sum` adds), so each
+payload byte is read once. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .packet import Buffer, finish_checksum, ones_sum
+
+IPPROTO_TCP = 6
+TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
+MAX_HEADERS = 60 + 60             # IPv4 with options, TCP with options
+
+_IP = struct.Struct("!BBHHHBBHII")          # 20 bytes, the fixed IPv4 header
+_TCP = struct.Struct("!HHIIBBHHH")           # 20 bytes, the fixed TCP header
+
+
+class SegmentError(ValueError):
+    """The super-packet cannot be segmented (it is not TCP/IPv4 or its lengths disagree)."""
+
+
+def tcp_header_length(packet: Buffer, ihl: int) -> int:
+    """The TCP header length of `packet` (IPv4 header of `ihl` bytes), 0 if not readable."""
+    if len(packet) < ihl + 20:
+        return 0
+    return (packet[ihl + 12] >> 4) << 2
+
+
+def segment_tcp4(packet: memoryview, mss: int) -> tuple[list[Buffer], int]:
+    """(parts, size): the wire packets of super-packet `packet`, as header/payload buffers in
+    order, and the size of every segment but the last (which may be shorter), for UDP GSO.
+
+    `packet` is an IPv4 TCP packet whose IP total length may be 0 or stale (the kernel
+    sets it for a super-packet, but its length is what was read) and whose TCP checksum
+    field holds anything; `mss` is the payload per segment. Raises SegmentError.
+    """
+    n = len(packet)
+    if n < 40 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_TCP:
+        raise SegmentError("not a TCP/IPv4 packet")
+    ihl = (packet[0] & 0x0F) << 2
+    thl = tcp_header_length(packet, ihl)
+    hl = ihl + thl
+    if ihl < 20 or thl < 20 or hl > n:
+        raise SegmentError(f"bad header lengths (IP {ihl}, TCP {thl}, packet {n})")
+    if mss <= 0:
+        raise SegmentError(f"bad segment size {mss}")
+    (vihl, tos, _, ident, frag, ttl, proto, _, src, dst) = _IP.unpack_from(packet, 0)
+    (sport, dport, seq, ack, off, flags, win, _, urg) = _TCP.unpack_from(packet, ihl)
+    ip_opts = bytes(packet[20:ihl])
+    tcp_opts = bytes(packet[ihl + 20:hl])
+    # Sums of everything that is the same in every segment: IP header words but length,
+    # ID and checksum; TCP words but sequence number, flags byte and checksum, plus the
+    # pseudo-header's addresses and protocol (its TCP length varies).
+    addrs = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+    ip_fixed = (vihl << 8 | tos) + frag + (ttl << 8 | proto) + addrs + ones_sum(ip_opts)
+    tcp_fixed = (addrs + IPPROTO_TCP + sport + dport + (ack >> 16) + (ack & 0xFFFF)
+                 + (off << 8) + win + urg + ones_sum(tcp_opts))
+    parts: list[Buffer] = []
+    append = parts.append
+    pack_ip, pack_tcp = _IP.pack, _TCP.pack
+    start = hl
+    i = 0
+    while True:
+        end = start + mss
+        final = end >= n
+        if final:
+            end = n
+        plen = end - start
+        f = flags if final else flags & ~(TCP_FIN | TCP_PSH)
+        if i:
+            f &= ~TCP_CWR
+        total = hl + plen
+        ipid = (ident + i) & 0xFFFF
+        s = (seq + start - hl) & 0xFFFFFFFF
+        payload = packet[start:end]
+        ip_sum = finish_checksum(ip_fixed + total + ipid)
+        tcp_sum = finish_checksum(tcp_fixed + (s >> 16) + (s & 0xFFFF) + f + thl + plen
+                                  + ones_sum(payload))
+        append(pack_ip(vihl, tos, total, ipid, frag, ttl, proto, ip_sum, src, dst) + ip_opts
+               + pack_tcp(sport, dport, s, ack, off, f, win, tcp_sum, urg) + tcp_opts)
+        append(payload)
+        if final:
+            return parts, hl + mss
+        start = end
+        i += 1
+
+
+def complete_checksum(packet: bytearray | memoryview, csum_start: int, csum_offset: int) -> bool:
+    """Finish a partial checksum in place: the field at `csum_start + csum_offset` holds the
+    pseudo-header sum; add the sum over the bytes from `csum_start` on. False (nothing
+    changed) when the field lies outside the packet."""
+    at = csum_start + csum_offset
+    if csum_start < 20 or at + 2 > len(packet):
+        return False
+    csum = finish_checksum(ones_sum(packet[csum_start:]))    # the field counts as its sum
+    packet[at] = csum >> 8
+    packet[at + 1] = csum & 0xFF
+    return True
