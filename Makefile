@@ -9,7 +9,8 @@ STAMP       := $(VENV)/.installed
 APT_PACKAGES := iproute2 iptables containernetworking-plugins golang-go \
                 golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping curl \
                 python3-venv python3-pip ca-certificates strace \
-                binutils  # PyInstaller: objdump, strip; strace: the kill-anywhere test
+                binutils openvpn  # PyInstaller: objdump, strip; strace: the kill-anywhere test;
+                                  # openvpn: bench/throughput.py's reference tunnel
 
 .PHONY: demo down cnitool test build bench deps install lint clean
 

@@ -1,7 +1,8 @@
-"""Pod-to-pod TCP throughput across two nodes: pyflannel (the whole daemon, and its udp
-backend alone) against kernel VXLAN and plain routes (host-gw).
+"""Pod-to-pod throughput and latency across two nodes: pyflannel (the whole daemon, and its
+udp backend alone with and without offloads) against OpenVPN (a user-space tun + UDP tunnel
+like ours), kernel VXLAN and plain routes (host-gw).
 
-Run as root:  python -m bench.throughput [--rounds N] [--seconds S] [--json]
+Run as root:  python -m bench.throughput [--rounds N] [--seconds S] [--modes M,...] [--json]
 
 Mode flanneld is what a cluster runs: etcd on an underlay bridge, two nodes each running
 the installed `flanneld` (lab.cluster), a pod on each added through the installed CNI
@@ -9,22 +10,46 @@ plugin (veth onto the bridge cni0, pod MTU 1472). The other modes share one topo
 builder: two node namespaces joined by a veth underlay (MTU 1500), each with a pod
 namespace on a veth whose node end is the pod's gateway. Per mode the nodes get:
 
-- udp:     each node's UdpBackend in its own process (`bench.udp_node`, started with
-           `ip netns exec`), as on real nodes; pod MTU 1472 (underlay - 28).
-- vxlan:   a kernel vxlan device per node (VNI 1, port 4789) and, as flannel's vxlan backend
-           does, a route `<peer subnet> via <peer vtep> dev vxlan0 onlink` with a static
-           neighbour; pod MTU 1450 (underlay - 50).
-- host-gw: a route `<peer subnet> via <peer underlay IP>`; pod MTU 1500.
+- udp:       each node's UdpBackend in its own process (`bench.udp_node`, started with
+             `ip netns exec`), as on real nodes, offloads on (the backend's default); pod
+             MTU 1472 (underlay - 28).
+- udp-plain: the same with offloads off (`bench.udp_node --offload off`).
+- openvpn:   one `openvpn` per node (started with `ip netns exec`), peer to peer over UDP
+             with neither TLS nor a key, so `--cipher none --auth none`: cleartext, no
+             HMAC; `--disable-dco`, so that the process moves the packets itself, as ours
+             does. Its tun device gets `<own subnet>.0 peer <peer subnet>.0` and the node
+             a route `<peer subnet> dev tun0`. Pod MTU 1472 and `--tun-mtu 1472`: without
+             keys OpenVPN puts no header of its own on a packet (no opcode, packet ID, IV
+             or HMAC; no compression byte unless compression is asked for), so a datagram
+             is the pod's packet plus IPv4 and UDP headers, 28 bytes, as with flannel's
+             udp. Checked by counting bytes: a 1472-byte packet into tun0 leaves eth0 as a
+             1500-byte datagram. `--mtu-disc yes` sets DF and refuses a datagram too big
+             for the underlay instead of fragmenting it; `--mssfix 0` leaves TCP's MSS to
+             the pod MTU as in the other modes; `--rcvbuf` asks for the socket receive
+             buffer the udp backend asks for (RCVBUF), so both tunnels get the same.
+             `--verb 3` logs "Initialization Sequence Completed", which the run waits for
+             before it adds the routes and pings across.
+- vxlan:     a kernel vxlan device per node (VNI 1, port 4789) and, as flannel's vxlan
+             backend does, a route `<peer subnet> via <peer vtep> dev vxlan0 onlink` with a
+             static neighbour; pod MTU 1450 (underlay - 50).
+- host-gw:   a route `<peer subnet> via <peer underlay IP>`; pod MTU 1500.
 
-A round runs `iperf3 -c` in pod A against a one-off `iperf3 -s -1` in pod B for each mode,
-in an order that rotates every round. Figures: receiver Mbit/s, sender retransmits and
-iperf3's CPU figures per run; for udp also the packets per second through the backends and
-their processes' CPU. Medians over the rounds, and the ratios pyflannel/vxlan and
-pyflannel/host-gw of the medians.
+A round measures every mode once, in an order that rotates every round. For a mode: ping
+pod A -> pod B (50 pings 10 ms apart, median RTT), then `iperf3 -c` in pod A against a
+one-off `iperf3 -s -1` in pod B: TCP 1 stream, TCP 4 streams (-P 4) and UDP at 1 Gbit/s
+offered (-u -b 1G -l 1400: received Mbit/s and loss; 1400 bytes fit every pod MTU).
+Around the TCP 1-stream run the tunnel processes' CPU seconds are read (udp_node's SIGUSR1 report;
+utime + stime in /proc/<pid>/stat for openvpn and flanneld): % of one CPU per process
+over the test's duration and their CPU seconds together per Gbit received; for pyflannel
+also the packets per second through node A's tun -> udp path. Summary: medians over the
+rounds; the ratios pyflannel/vxlan and pyflannel/host-gw of the TCP 1-stream medians; and
+pyflannel/openvpn per round for TCP 1 and 4 streams, UDP received and RTT (for RTT lower
+is better), with the median of those per-round ratios.
 
-Everything lives in namespaces this run creates (unique `pfbt...` names); they and every
-process the run started are removed at the end, also on failure, Ctrl-C or SIGTERM.
-Nothing is added to the namespace the driver runs in. Every subprocess has a timeout.
+Everything lives in namespaces this run creates (unique `pfbt...` names; mode flanneld's
+are lab.cluster's); they and every process the run started are removed at the end, also on
+failure, Ctrl-C or SIGTERM. Nothing is added to the namespace the driver runs in. Every
+subprocess has a timeout.
 """
 
 from __future__ import annotations
@@ -32,27 +57,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import IO
 
+from flanneld.backends.udp import RCVBUF
 from lab.cluster import Cluster
 from lab.netns import Namespaces, run
 
-MODES = ("flanneld", "udp", "vxlan", "host-gw")
-PYFLANNEL = ("flanneld", "udp")
+MODES = ("flanneld", "udp", "udp-plain", "openvpn", "vxlan", "host-gw")
+PYFLANNEL = ("flanneld", "udp", "udp-plain")
+UDP_NODE_OFFLOAD = {"udp": "on", "udp-plain": "off"}     # mode -> bench.udp_node --offload
 UNDERLAY_MTU = 1500
-POD_MTU = {"udp": UNDERLAY_MTU - 28, "vxlan": UNDERLAY_MTU - 50, "host-gw": UNDERLAY_MTU}
+POD_MTU = {"udp": UNDERLAY_MTU - 28, "udp-plain": UNDERLAY_MTU - 28,
+           "openvpn": UNDERLAY_MTU - 28, "vxlan": UNDERLAY_MTU - 50, "host-gw": UNDERLAY_MTU}
 NETWORK = IPv4Network("10.244.0.0/16")
 SUBNETS = (IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24"))
 UNDERLAY = (IPv4Address("192.168.90.1"), IPv4Address("192.168.90.2"))
 VTEP_MACS = ("02:00:0a:f4:01:00", "02:00:0a:f4:02:00")
 IPERF_PORT = 5201
+UDP_RATE = "1G"                                      # iperf3 -u -b: offered load
+UDP_LEN = min(1400, min(POD_MTU.values()) - 28)      # iperf3 -l: fits every pod MTU
+PINGS, PING_INTERVAL = 50, 0.01
+OPENVPN_PORT = 1194
+OPENVPN_TUN = "tun0"
+COMPARED = ("tcp1_mbps", "tcp4_mbps", "udp_mbps", "rtt_ms")    # pyflannel/openvpn per round
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,7 +115,8 @@ class Topology:
     nodes: list[str]
     pods: list[str]
     pod_ips: list[IPv4Address]
-    procs: list[subprocess.Popen] = field(default_factory=list)   # udp_node per node
+    procs: list[subprocess.Popen] = field(default_factory=list)   # udp_node/openvpn per node
+    logs: list[IO[bytes]] = field(default_factory=list)           # openvpn's output per node
     cluster: Cluster | None = None                                # mode flanneld
 
 
@@ -144,7 +184,7 @@ def start_udp_nodes(topo: Topology, timeout: float) -> None:
         cmd = ["ip", "netns", "exec", node, sys.executable, "-m", "bench.udp_node",
                "--underlay", str(UNDERLAY[i]), "--subnet", str(SUBNETS[i]),
                "--peer", f"{SUBNETS[1 - i]}={UNDERLAY[1 - i]}", "--network", str(NETWORK),
-               "--mtu", str(UNDERLAY_MTU)]
+               "--mtu", str(UNDERLAY_MTU), "--offload", UDP_NODE_OFFLOAD[topo.mode]]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         topo.procs.append(proc)
@@ -152,6 +192,51 @@ def start_udp_nodes(topo: Topology, timeout: float) -> None:
         if line != "ready":
             raise BenchError(f"udp_node in {node} did not start: {line!r} "
                              f"{_stderr_of(proc)}")
+
+
+def openvpn_args(i: int) -> list[str]:
+    """Node i's openvpn: peer to peer over UDP, cleartext (no TLS, no key), no DCO."""
+    return ["openvpn", "--disable-dco", "--dev", OPENVPN_TUN, "--dev-type", "tun",
+            "--proto", "udp", "--local", str(UNDERLAY[i]), "--remote", str(UNDERLAY[1 - i]),
+            "--port", str(OPENVPN_PORT), "--ifconfig", str(SUBNETS[i].network_address),
+            str(SUBNETS[1 - i].network_address), "--cipher", "none", "--auth", "none",
+            "--tun-mtu", str(POD_MTU["openvpn"]), "--mtu-disc", "yes", "--mssfix", "0",
+            "--rcvbuf", str(RCVBUF), "--verb", "3"]
+
+
+def start_openvpn(topo: Topology, timeout: float) -> None:
+    """An openvpn per node, its tun up, a route to the peer's subnet through it; returns
+    once a ping from pod A reaches pod B."""
+    for i, node in enumerate(topo.nodes):
+        log = tempfile.TemporaryFile()   # noqa: SIM115 (openvpn writes it; closed at the end)
+        topo.logs.append(log)
+        topo.procs.append(subprocess.Popen(["ip", "netns", "exec", node, *openvpn_args(i)],
+                                           stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=subprocess.STDOUT))
+    for i, (node, proc, log) in enumerate(zip(topo.nodes, topo.procs, topo.logs, strict=True)):
+        deadline = time.monotonic() + timeout
+        while "Initialization Sequence Completed" not in _output(log):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"openvpn in {node} did not come up: {_output(log)[-2000:]}")
+            time.sleep(0.05)
+        ip(node, "route", "add", str(SUBNETS[1 - i]), "dev", OPENVPN_TUN)
+    wait_reachable(topo, timeout)
+
+
+def _output(log: IO[bytes]) -> str:
+    """What a child wrote to `log` so far (read without moving the offset it writes at)."""
+    fd = log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+def wait_reachable(topo: Topology, timeout: float) -> None:
+    """Until a ping from pod A reaches pod B."""
+    deadline = time.monotonic() + timeout
+    while run("ping", "-c", "1", "-W", "1", str(topo.pod_ips[1]), netns=topo.pods[0],
+              check=False, timeout=5).returncode:
+        if time.monotonic() > deadline:
+            raise BenchError(f"pod B unreachable over {topo.mode} after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
@@ -205,15 +290,29 @@ def stop_procs(procs: list[subprocess.Popen]) -> None:
 @dataclass
 class Sample:
     mode: str
-    mbps: float
-    retransmits: int
-    cpu_client: float        # iperf3's host_total, % of one CPU
+    round: int
+    tcp1_mbps: float         # TCP, 1 stream: receiver Mbit/s
+    retransmits: int         # TCP, 1 stream: the sender's
+    cpu_client: float        # TCP, 1 stream: iperf3's host_total, % of one CPU
     cpu_server: float        # iperf3's remote_total
-    pps: float | None = None             # udp: packets/s through node A's tun -> udp path
-    backend_cpu: list[float] | None = None   # udp: % of one CPU per udp_node process
+    tcp4_mbps: float         # TCP, 4 streams: receiver Mbit/s
+    udp_mbps: float          # UDP at UDP_RATE offered: received Mbit/s
+    udp_loss_pct: float      # and the datagrams lost, %
+    rtt_ms: float            # ping pod A -> pod B, median
+    pps: float | None = None                  # pyflannel, TCP 1: packets/s node A tun -> udp
+    tunnel_cpu: list[float] | None = None     # TCP 1: % of one CPU per tunnel process
+    cpu_s_per_gbit: float | None = None       # TCP 1: their CPU seconds per Gbit received
 
 
-def iperf(topo: Topology, seconds: int, extra_timeout: float) -> Sample:
+@dataclass
+class Probe:
+    """The tunnel processes at one instant."""
+    cpu_seconds: list[float]        # per process
+    tx_packets: float | None        # node A tun -> udp (pyflannel modes)
+
+
+def iperf(topo: Topology, seconds: int, extra_timeout: float, *args: str) -> dict:
+    """The "end" of `iperf3 -c -J <args>` in pod A against a one-off server in pod B."""
     server = subprocess.Popen(
         ["ip", "netns", "exec", topo.pods[1], "iperf3", "-s", "-1", "-p", str(IPERF_PORT),
          "-B", str(topo.pod_ips[1])],
@@ -221,19 +320,15 @@ def iperf(topo: Topology, seconds: int, extra_timeout: float) -> Sample:
     try:
         _wait_listening(topo.pods[1], server)
         done = run("iperf3", "-c", str(topo.pod_ips[1]), "-p", str(IPERF_PORT), "-t",
-                   str(seconds), "-J", "--connect-timeout", "3000", netns=topo.pods[0],
+                   str(seconds), "-J", "--connect-timeout", "3000", *args, netns=topo.pods[0],
                    check=False, timeout=seconds + extra_timeout)
         try:
             result = json.loads(done.stdout)
         except ValueError:
             result = {"error": done.stdout[-500:] + done.stderr[-500:]}
         if "error" in result:
-            raise BenchError(f"iperf3 in {topo.mode}: {result['error']}")
-        end = result["end"]
-        return Sample(topo.mode, end["sum_received"]["bits_per_second"] / 1e6,
-                      end["sum_sent"].get("retransmits", 0),
-                      end["cpu_utilization_percent"]["host_total"],
-                      end["cpu_utilization_percent"]["remote_total"])
+            raise BenchError(f"iperf3 {' '.join(args)} in {topo.mode}: {result['error']}")
+        return result["end"]
     finally:
         stop_procs([server])
 
@@ -250,93 +345,186 @@ def _wait_listening(pod: str, server: subprocess.Popen, timeout: float = 10) -> 
     raise BenchError(f"iperf3 server in {pod} is not listening after {timeout:.0f} s")
 
 
+def ping_rtt(topo: Topology, timeout: float) -> float:
+    """Median RTT in ms of PINGS pings from pod A to pod B."""
+    done = run("ping", "-c", str(PINGS), "-i", str(PING_INTERVAL), "-W", "1",
+               str(topo.pod_ips[1]), netns=topo.pods[0], check=False, timeout=timeout)
+    rtts = [float(t) for t in re.findall(r"time=([\d.]+) ms", done.stdout)]
+    if not rtts:
+        raise BenchError(f"no ping reply in {topo.mode}: {done.stdout[-500:]}"
+                         f"{done.stderr[-500:]}")
+    return statistics.median(rtts)
+
+
+def cpu_seconds(proc: subprocess.Popen | None) -> float:
+    """utime + stime of a running process, from /proc/<pid>/stat."""
+    if proc is None or proc.poll() is not None:
+        raise BenchError("a tunnel process (openvpn or flanneld) exited during the run")
+    stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()      # from field 3 (state) on
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def _daemon_tx_packets(topo: Topology) -> float:
     assert topo.cluster is not None
     return topo.cluster.nodes[0].metrics().get("flanneld_udp_tx_packets_total", 0.0)
 
 
-def measure(topo: Topology, seconds: int, extra_timeout: float) -> Sample:
+def probe(topo: Topology) -> Probe | None:
+    """The tunnel processes' CPU seconds and node A's sent packets; None in kernel modes."""
+    if topo.mode in UDP_NODE_OFFLOAD:
+        reports = udp_report(topo)
+        if not all(r["alive"] for r in reports):
+            raise BenchError(f"a udp backend died: {reports}")
+        return Probe([r["cpu_seconds"] for r in reports], reports[0]["tx_packets"])
     if topo.mode == "flanneld":
-        before, t0 = _daemon_tx_packets(topo), time.monotonic()
-        sample = iperf(topo, seconds, extra_timeout)
-        sample.pps = (_daemon_tx_packets(topo) - before) / (time.monotonic() - t0)
-        return sample
-    if topo.mode != "udp":
-        return iperf(topo, seconds, extra_timeout)
-    before, t0 = udp_report(topo), time.monotonic()
-    sample = iperf(topo, seconds, extra_timeout)
-    after, elapsed = udp_report(topo), time.monotonic() - t0
-    if not all(r["alive"] for r in after):
-        raise BenchError(f"a udp backend died: {after}")
-    sample.pps = (after[0]["tx_packets"] - before[0]["tx_packets"]) / elapsed
-    sample.backend_cpu = [100 * (a["cpu_seconds"] - b["cpu_seconds"]) / elapsed
-                          for a, b in zip(after, before, strict=True)]
+        assert topo.cluster is not None
+        return Probe([cpu_seconds(n.proc) for n in topo.cluster.nodes],
+                     _daemon_tx_packets(topo))
+    if topo.mode == "openvpn":
+        return Probe([cpu_seconds(p) for p in topo.procs], None)
+    return None
+
+
+def measure(topo: Topology, rnd: int, seconds: int, extra_timeout: float) -> Sample:
+    """One mode in one round: RTT, TCP 1 stream (and the tunnel's CPU), TCP 4 streams, UDP."""
+    rtt = ping_rtt(topo, extra_timeout)
+    before = probe(topo)
+    tcp1 = iperf(topo, seconds, extra_timeout)
+    after = probe(topo)
+    tcp4 = iperf(topo, seconds, extra_timeout, "-P", "4")
+    udp = iperf(topo, seconds, extra_timeout, "-u", "-b", UDP_RATE, "-l", str(UDP_LEN))
+    received = tcp1["sum_received"]
+    sample = Sample(topo.mode, rnd, received["bits_per_second"] / 1e6,
+                    tcp1["sum_sent"].get("retransmits", 0),
+                    tcp1["cpu_utilization_percent"]["host_total"],
+                    tcp1["cpu_utilization_percent"]["remote_total"],
+                    tcp4["sum_received"]["bits_per_second"] / 1e6,
+                    udp["sum_received"]["bits_per_second"] / 1e6,
+                    udp["sum_received"]["lost_percent"], rtt)
+    if before is not None and after is not None:
+        _tunnel_figures(sample, before, after, received["seconds"], received["bytes"] * 8e-9)
     return sample
+
+
+def _tunnel_figures(sample: Sample, before: Probe, after: Probe, seconds: float,
+                    gbits: float) -> None:
+    """CPU and packet rates over a test of `seconds` that moved `gbits` (the processes
+    idle outside it, so the test's duration is the denominator)."""
+    used = [a - b for a, b in zip(after.cpu_seconds, before.cpu_seconds, strict=True)]
+    sample.tunnel_cpu = [100 * u / seconds for u in used]
+    sample.cpu_s_per_gbit = sum(used) / gbits if gbits else None
+    if before.tx_packets is not None and after.tx_packets is not None:
+        sample.pps = (after.tx_packets - before.tx_packets) / seconds
 
 
 # --- report -----------------------------------------------------------------------------
 
+FIGURES = ("tcp1_mbps", "retransmits", "cpu_client", "cpu_server", "tcp4_mbps", "udp_mbps",
+           "udp_loss_pct", "rtt_ms")
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def summary(samples: list[Sample]) -> dict:
-    out: dict = {}
-    for mode in MODES:
-        mine = [s for s in samples if s.mode == mode]
-        if not mine:
-            continue
-        entry = {
-            "mbps_median": statistics.median(s.mbps for s in mine),
-            "mbps": [round(s.mbps, 1) for s in mine],
-            "retransmits_median": statistics.median(s.retransmits for s in mine),
-            "iperf_cpu_client_median": statistics.median(s.cpu_client for s in mine),
-            "iperf_cpu_server_median": statistics.median(s.cpu_server for s in mine),
-        }
-        if mode in PYFLANNEL:
-            entry["pps_median"] = statistics.median(s.pps or 0 for s in mine)
-        if mode == "udp":
-            entry["backend_cpu_median"] = [
-                statistics.median(s.backend_cpu[i] for s in mine if s.backend_cpu)
-                for i in range(2)]
-        out[mode] = entry
-    for ours in PYFLANNEL:
+    """Medians per mode, the TCP 1-stream ratios of medians pyflannel/vxlan and
+    pyflannel/host-gw, and pyflannel/openvpn per round with the medians of those ratios.
+    Pure: no I/O."""
+    modes = {mode: _mode_summary([s for s in samples if s.mode == mode])
+             for mode in MODES if any(s.mode == mode for s in samples)}
+    ratios: dict[str, float] = {}
+    vs_openvpn: dict[str, dict] = {}
+    for ours in (m for m in PYFLANNEL if m in modes):
         for other in ("vxlan", "host-gw"):
-            if ours in out and other in out and out[other]["mbps_median"]:
-                out[f"ratio_{ours}/{other}"] = (out[ours]["mbps_median"]
-                                                / out[other]["mbps_median"])
+            if other in modes and modes[other]["tcp1_mbps_median"]:
+                ratios[f"{ours}/{other}"] = (modes[ours]["tcp1_mbps_median"]
+                                             / modes[other]["tcp1_mbps_median"])
+        if "openvpn" in modes:
+            vs_openvpn[ours] = per_round_ratios(samples, ours, "openvpn")
+    return {"modes": modes, "ratios_of_medians": ratios, "vs_openvpn": vs_openvpn}
+
+
+def _mode_summary(mine: list[Sample]) -> dict:
+    entry: dict = {f"{f}_median": _median(getattr(s, f) for s in mine) for f in FIGURES}
+    entry["tcp1_mbps_rounds"] = [round(s.tcp1_mbps, 1) for s in mine]
+    with_cpu = [s.tunnel_cpu for s in mine if s.tunnel_cpu]
+    entry["tunnel_cpu_median"] = ([_median(c[i] for c in with_cpu)
+                                   for i in range(len(with_cpu[0]))] if with_cpu else None)
+    entry["cpu_s_per_gbit_median"] = _median(s.cpu_s_per_gbit for s in mine)
+    entry["pps_median"] = _median(s.pps for s in mine)
+    return entry
+
+
+def per_round_ratios(samples: list[Sample], ours: str, ref: str) -> dict:
+    """For each of COMPARED: ours/ref in every round both ran (a round where ref's figure
+    is 0 is left out), and the median of those ratios."""
+    refs = {s.round: s for s in samples if s.mode == ref}
+    pairs = [(s, refs[s.round]) for s in samples if s.mode == ours and s.round in refs]
+    out = {}
+    for figure in COMPARED:
+        per_round = [getattr(s, figure) / getattr(r, figure) for s, r in pairs
+                     if getattr(r, figure)]
+        out[figure] = {"median": _median(per_round), "rounds": per_round}
     return out
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def sample_line(s: Sample) -> str:
+    cpu = ("" if s.tunnel_cpu is None else
+           f", tunnel CPU {'/'.join(f'{c:.0f}%' for c in s.tunnel_cpu)} "
+           f"{_fmt(s.cpu_s_per_gbit, '.2f')} CPU-s/Gbit")
+    pps = "" if s.pps is None else f", {s.pps:.0f} pps"
+    return (f"round {s.round} {s.mode:9} TCP1 {s.tcp1_mbps:7.1f} Mbit/s (retr {s.retransmits})"
+            f", TCP4 {s.tcp4_mbps:7.1f}, UDP {s.udp_mbps:6.1f} (loss {s.udp_loss_pct:.1f}%)"
+            f", RTT {s.rtt_ms:.3f} ms, iperf3 CPU client {s.cpu_client:.0f}% server "
+            f"{s.cpu_server:.0f}%{cpu}{pps}")
+
+
 def print_summary(result: dict, rounds: int, seconds: int) -> None:
-    print(f"\npod-to-pod TCP, iperf3 -t {seconds}, median of {rounds} round(s), "
+    print(f"\npod to pod, iperf3 -t {seconds} (UDP: -b {UDP_RATE} -l {UDP_LEN}), ping "
+          f"{PINGS} x {PING_INTERVAL * 1000:.0f} ms; median of {rounds} round(s), "
           f"{os.cpu_count()} CPUs")
-    print(f"{'mode':8} {'Mbit/s':>9} {'retr':>6} {'cpu cl%':>8} {'cpu sv%':>8}   runs")
-    for mode in MODES:
-        if mode not in result:
-            continue
-        e = result[mode]
-        print(f"{mode:8} {e['mbps_median']:9.1f} {e['retransmits_median']:6.0f} "
-              f"{e['iperf_cpu_client_median']:8.1f} {e['iperf_cpu_server_median']:8.1f}   "
-              f"{e['mbps']}")
-    if "flanneld" in result:
-        print(f"flanneld: {result['flanneld']['pps_median']:.0f} packets/s node A tun->udp")
-    if "udp" in result:
-        e = result["udp"]
-        print(f"udp backend: {e['pps_median']:.0f} packets/s node A tun->udp; CPU of the "
-              f"udp_node processes (% of one CPU): "
-              f"{', '.join(f'{c:.0f}' for c in e['backend_cpu_median'])}")
-    for key in sorted(k for k in result if k.startswith("ratio_")):
-        ours, other = key[len("ratio_"):].split("/")
-        print(f"{ours}/{other}: {result[key]:.3f}")
+    print(f"{'mode':9} {'TCP1':>7} {'retr':>5} {'TCP4':>7} {'UDP rx':>7} {'loss%':>6} "
+          f"{'RTT ms':>7} {'cl%':>4} {'sv%':>4} {'tunnel CPU%':>11} {'CPU-s/Gb':>8}   TCP1 runs")
+    for mode, e in result["modes"].items():
+        cpu = "/".join(f"{c:.0f}" for c in e["tunnel_cpu_median"] or []) or "-"
+        print(f"{mode:9} {e['tcp1_mbps_median']:7.1f} {e['retransmits_median']:5.0f} "
+              f"{e['tcp4_mbps_median']:7.1f} {e['udp_mbps_median']:7.1f} "
+              f"{e['udp_loss_pct_median']:6.1f} {e['rtt_ms_median']:7.3f} "
+              f"{e['cpu_client_median']:4.0f} {e['cpu_server_median']:4.0f} {cpu:>11} "
+              f"{_fmt(e['cpu_s_per_gbit_median'], '8.2f'):>8}   {e['tcp1_mbps_rounds']}")
+    for mode, e in result["modes"].items():
+        if e["pps_median"] is not None:
+            print(f"{mode}: {e['pps_median']:.0f} packets/s node A tun->udp (TCP1)")
+    for pair, ratio in result["ratios_of_medians"].items():
+        print(f"{pair} (TCP1, ratio of medians): {ratio:.3f}")
+    if result["vs_openvpn"]:
+        print("pyflannel/openvpn, median of per-round ratios (higher is better; "
+              "RTT: lower is better)")
+        print(f"{'mode':9} " + " ".join(f"{f:>9}" for f in COMPARED))
+        for mode, r in result["vs_openvpn"].items():
+            print(f"{mode:9} " + " ".join(f"{_fmt(r[f]['median'], '9.3f'):>9}"
+                                          for f in COMPARED))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3, help="rounds of all modes (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of all modes (default 5)")
     p.add_argument("--seconds", type=int, default=5, help="iperf3 -t per run (default 5)")
     p.add_argument("--modes", default=",".join(MODES),
                    help=f"comma-separated subset of {','.join(MODES)}")
     p.add_argument("--timeout", type=float, default=20,
-                   help="seconds an iperf3 run may take beyond --seconds (default 20)")
-    p.add_argument("--json", action="store_true", help="print the summary and samples as JSON")
+                   help="seconds an iperf3 run may take beyond --seconds, and the pings "
+                        "of a mode (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary and samples as JSON (the progress goes to stderr)")
     args = p.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     if not set(modes) <= set(MODES) or not modes:
@@ -356,19 +544,16 @@ def main(argv: list[str] | None = None) -> int:
                 topos.append(build_cluster())
                 continue
             topos.append(build(ns, mode))
-            if mode == "udp":
+            if mode in UDP_NODE_OFFLOAD:
                 start_udp_nodes(topos[-1], timeout=15)
+            elif mode == "openvpn":
+                start_openvpn(topos[-1], timeout=15)
         for r in range(args.rounds):
             order = topos[r % len(topos):] + topos[:r % len(topos)]
             for topo in order:
-                s = measure(topo, args.seconds, args.timeout)
-                samples.append(s)
-                extra = (f", {s.pps:.0f} pps, backend CPU "
-                         f"{'/'.join(f'{c:.0f}%' for c in s.backend_cpu or [])}"
-                         if s.pps is not None else "")
-                print(f"round {r + 1} {s.mode:8} {s.mbps:9.1f} Mbit/s, retr {s.retransmits},"
-                      f" iperf3 CPU client {s.cpu_client:.0f}% server {s.cpu_server:.0f}%"
-                      f"{extra}", flush=True)
+                samples.append(measure(topo, r + 1, args.seconds, args.timeout))
+                print(sample_line(samples[-1]), file=sys.stderr if args.json else sys.stdout,
+                      flush=True)
     except (KeyboardInterrupt, Interrupted):
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -379,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # finish the cleanup
         for topo in topos:
             stop_procs(topo.procs)
+            for log in topo.logs:
+                log.close()
             if topo.cluster is not None:
                 topo.cluster.teardown()
         ns.cleanup()

@@ -3,7 +3,8 @@
 Run inside the node's network namespace (the driver uses `ip netns exec`):
 
     python -m bench.udp_node --underlay 192.168.90.1 --subnet 10.244.1.0/24 \
-        --peer 10.244.2.0/24=192.168.90.2 [--mtu 1500] [--port 8285] [--network 10.244.0.0/16]
+        --peer 10.244.2.0/24=192.168.90.2 [--mtu 1500] [--port 8285] [--network 10.244.0.0/16] \
+        [--offload on|off]
 
 Prints one line "ready" once the backend is up; on SIGUSR1 prints its counters (and this
 process's CPU seconds) as one JSON line; runs until SIGTERM or SIGINT, then stops the
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU")
     p.add_argument("--port", type=int, default=8285)
     p.add_argument("--tun", default="flannel0")
+    p.add_argument("--offload", choices=("on", "off"), default="on",
+                   help="the backend's TUN and UDP offloads (default on)")
     args = p.parse_args(argv)
 
     done = threading.Event()
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: report.set())
 
     backend = UdpBackend(iface_addr=args.underlay, iface_mtu=args.mtu, port=args.port,
-                         network=args.network, subnet=args.subnet, tun_name=args.tun)
+                         network=args.network, subnet=args.subnet, tun_name=args.tun,
+                         offload=args.offload == "on")
     backend.start()
     try:
         backend.set_routes(Routes.build(args.peer, args.port))

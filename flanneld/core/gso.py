@@ -17,6 +17,7 @@ payload byte is read once. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from .packet import Buffer, finish_checksum, ones_sum
@@ -62,41 +63,49 @@ def segment_tcp4(packet: memoryview, mss: int) -> tuple[list[Buffer], int]:
     (sport, dport, seq, ack, off, flags, win, _, urg) = _TCP.unpack_from(packet, ihl)
     ip_opts = bytes(packet[20:ihl])
     tcp_opts = bytes(packet[ihl + 20:hl])
+    pack = _headers(ihl, thl)
     # Sums of everything that is the same in every segment: IP header words but length,
     # ID and checksum; TCP words but sequence number, flags byte and checksum, plus the
-    # pseudo-header's addresses and protocol (its TCP length varies).
+    # pseudo-header's addresses and protocol; then the lengths of a full segment.
     addrs = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
-    ip_fixed = (vihl << 8 | tos) + frag + (ttl << 8 | proto) + addrs + ones_sum(ip_opts)
+    ip_fixed = ((vihl << 8 | tos) + frag + (ttl << 8 | proto) + addrs + ones_sum(ip_opts)
+                + hl + mss)
     tcp_fixed = (addrs + IPPROTO_TCP + sport + dport + (ack >> 16) + (ack & 0xFFFF)
-                 + (off << 8) + win + urg + ones_sum(tcp_opts))
-    parts: list[Buffer] = []
-    append = parts.append
-    pack_ip, pack_tcp = _IP.pack, _TCP.pack
-    start = hl
-    i = 0
-    while True:
-        end = start + mss
-        final = end >= n
-        if final:
-            end = n
-        plen = end - start
-        f = flags if final else flags & ~(TCP_FIN | TCP_PSH)
-        if i:
-            f &= ~TCP_CWR
-        total = hl + plen
+                 + (off << 8) + win + urg + ones_sum(tcp_opts) + thl + mss)
+    count = max(1, -(-(n - hl) // mss))
+    last = count - 1
+    first_flags = flags & ~(TCP_FIN | TCP_PSH)
+    rest_flags = first_flags & ~TCP_CWR
+    total = hl + mss
+    parts: list[Buffer] = [b""] * (2 * count)
+    from_bytes = int.from_bytes
+    for i in range(count):
+        start = hl + i * mss
+        f = rest_flags if i else first_flags
+        if i == last:               # the rest of the payload, and the flags the packet had
+            short = total - (n - start + hl)
+            total -= short
+            ip_fixed -= short
+            tcp_fixed -= short
+            f = flags & ~TCP_CWR if i else flags
+        payload = packet[start:start + mss]
         ipid = (ident + i) & 0xFFFF
-        s = (seq + start - hl) & 0xFFFFFFFF
-        payload = packet[start:end]
-        ip_sum = finish_checksum(ip_fixed + total + ipid)
-        tcp_sum = finish_checksum(tcp_fixed + (s >> 16) + (s & 0xFFFF) + f + thl + plen
-                                  + ones_sum(payload))
-        append(pack_ip(vihl, tos, total, ipid, frag, ttl, proto, ip_sum, src, dst) + ip_opts
-               + pack_tcp(sport, dport, s, ack, off, f, win, tcp_sum, urg) + tcp_opts)
-        append(payload)
-        if final:
-            return parts, hl + mss
-        start = end
-        i += 1
+        x = (ip_fixed + ipid) % 0xFFFF
+        s = (seq + i * mss) & 0xFFFFFFFF
+        # The payload's sum read little-endian, times 2**8: its big-endian sum (packet.ones_sum)
+        y = (tcp_fixed + (s >> 16) + (s & 0xFFFF) + f
+             + (from_bytes(payload, "little") % 0xFFFF << 8)) % 0xFFFF
+        parts[2 * i] = pack(vihl, tos, total, ipid, frag, ttl, proto, 0xFFFF - x if x else 0xFFFF,
+                            src, dst, ip_opts, sport, dport, s, ack, off, f, win,
+                            0xFFFF - y if y else 0xFFFF, urg, tcp_opts)
+        parts[2 * i + 1] = payload
+    return parts, hl + mss
+
+
+@functools.lru_cache(maxsize=64)
+def _headers(ihl: int, thl: int):
+    """The packer of one segment's IPv4 + TCP header with options of these lengths."""
+    return struct.Struct(f"!BBHHHBBHII{ihl - 20}sHHIIBBHHH{thl - 20}s").pack
 
 
 def complete_checksum(packet: bytearray | memoryview, csum_start: int, csum_offset: int) -> bool:
