@@ -6,11 +6,16 @@ test makes lives in a namespace made by `Namespaces.make`.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 
 NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def unique(prefix: str) -> str:
@@ -52,3 +57,22 @@ class Namespaces:
             # Deleting the namespace deletes every device in it.
             run("ip", "netns", "del", name, check=False)
         self.made.clear()
+
+
+@contextlib.contextmanager
+def inside(netns_path: str) -> Iterator[None]:
+    """This thread in the namespace at `netns_path` for the body; sockets and fds made there
+    stay there."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot enter {netns_path}")
+        try:
+            yield
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "cannot return to the test's namespace")
+    finally:
+        os.close(target)
+        os.close(home)

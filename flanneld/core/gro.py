@@ -17,12 +17,13 @@ packets becomes one write when, as in Linux GRO:
   first one's payload size (the segment size), the last at most that; the run fits in
   64 KiB;
 - without DF the IP IDs count up by one;
-The TCP checksums of coalesced segments are not verified here, as Linux GRO does not
-verify them under a UDP tunnel whose outer checksum is set: the kernel verified each
-datagram's UDP checksum, which covers every byte of the inner packet, before we received
-it (flannel and pyflannel always send one). Verifying again would cost as much as the
-whole rest of the receive path (measured in bench/README.md). A packet that is not
-coalesced keeps its checksum, and the kernel checks it as it would on a plain TUN.
+Each coalesced segment's TCP checksum is verified (Linux GRO checks it too, against the
+complete checksum that it derives from the outer UDP one): the coalesced packet gets a
+partial checksum that the kernel completes without looking back, so a segment that went
+bad before it was sent, or was forged with a bad checksum, would otherwise reach the pod
+as good data. A segment that fails ends the run and is written on its own, for the
+kernel to drop and count (Tcp InCsumErrors). Packets that are not coalesced are not
+checked here: the kernel checks them as it would on a plain TUN.
 
 The coalesced packet carries the first packet's headers with the total length, IP checksum
 and PSH of the run, a TCP checksum field holding the pseudo-header sum, and a virtio-net
@@ -55,6 +56,12 @@ def _key_mask(hl: int) -> int:
 
 
 _MASKS = {20 + thl: _key_mask(20 + thl) for thl in range(20, 61, 4)}
+
+
+def _tcp_ok(packet: memoryview, addrs: int) -> bool:
+    """The TCP checksum of `packet` (a 20-byte IP header, then TCP) verifies; `addrs` is the
+    ones_sum of its source and destination addresses."""
+    return (ones_sum(packet[20:]) + addrs + IPPROTO_TCP + len(packet) - 20) % 0xFFFF == 0
 
 
 def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]], int]:
@@ -90,6 +97,7 @@ def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]],
         total = n
         nxt = (u32(p, 24)[0] + mss) & 0xFFFFFFFF
         ident = u16(p, 4)[0]
+        checked = False                 # p's checksum, once a second packet would join it
         while i < count:
             q = packets[i]
             qn = len(q)
@@ -100,6 +108,9 @@ def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]],
             ident = (ident + 1) & 0xFFFF
             if not df and u16(q, 4)[0] != ident:
                 break
+            if not (checked or _tcp_ok(p, addrs)) or not _tcp_ok(q, addrs):
+                break
+            checked = True
             run.append(q)
             total += size
             nxt = (nxt + size) & 0xFFFFFFFF

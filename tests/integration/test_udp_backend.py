@@ -11,8 +11,6 @@ node's namespace (its fds stay there). Traffic is bounded by timeouts throughout
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
 import logging
@@ -33,34 +31,13 @@ from flanneld.core.lease import Lease
 from flanneld.core.packet import internet_checksum
 from flanneld.core.routes import Routes
 from flanneld.io.tun import open_tun
-from lab.netns import Namespaces, run
+from lab.netns import Namespaces, inside, run
 
 pytestmark = pytest.mark.integration
 
 NETWORK = IPv4Network("10.244.0.0/16")
 PORT = 8285
 UNDERLAY_MTU = 1500
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-@contextlib.contextmanager
-def inside(netns_path: str) -> Iterator[None]:
-    """This thread in the namespace at `netns_path` for the body; sockets and fds made there
-    stay there."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"cannot enter {netns_path}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "cannot return to the test's namespace")
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 @dataclass
@@ -112,7 +89,7 @@ def build(ns: Namespaces) -> tuple[str, list[tuple[str, str, IPv4Address, IPv4Ne
         run("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=host)
         mtu = str(UNDERLAY_MTU - UdpBackend.OVERHEAD)
         ip("link", "add", "vpod", "mtu", mtu, "type", "veth", "peer", "name", "eth0",
-           "netns", pod, netns=host)
+           "mtu", mtu, "netns", pod, netns=host)
         ip("addr", "add", f"{gw}/24", "dev", "vpod", netns=host)
         ip("link", "set", "vpod", "up", netns=host)
         ip("addr", "add", f"{pod_ip}/24", "dev", "eth0", netns=pod)

@@ -279,6 +279,23 @@ def test_what_linux_gro_would_not_coalesce_is_not_coalesced(packets: list[bytes]
     assert [p for w in writes for p in expand(w)] == packets
 
 
+def corrupt(packet: bytes) -> bytes:
+    """The packet with its last payload byte changed and its TCP checksum left as it was."""
+    return packet[:-1] + bytes([packet[-1] ^ 0x5A])
+
+
+@pytest.mark.parametrize("index, expected", [(0, [1, 3]), (1, [1, 1, 2]), (2, [2, 1, 1]),
+                                             (3, [3, 1])])
+def test_a_segment_whose_checksum_fails_is_never_coalesced(index: int,
+                                                          expected: list[int]) -> None:
+    packets = run_of(4)
+    packets[index] = corrupt(packets[index])
+    writes, _ = gro.coalesce(views(packets))
+    assert [len(expand(w)) if vnet.parse(w[0]).gso_type else 1 for w in writes] == expected
+    bad = [w for w in writes if flat(w[1:]) == packets[index]]
+    assert len(bad) == 1 and bad[0][0] == vnet.PLAIN     # written as it came: the kernel drops it
+
+
 def test_a_short_segment_ends_its_run() -> None:
     packets = run_of(2) + [tcp_segment(b"s" * 10, seq=3000, ident=2)] + \
         [tcp_segment(b"d" * 1000, seq=3010, ident=3)]
