@@ -64,6 +64,15 @@ def _tcp_ok(packet: memoryview, addrs: int) -> bool:
     return (ones_sum(packet[20:]) + addrs + IPPROTO_TCP + len(packet) - 20) % 0xFFFF == 0
 
 
+def may_extend(packet: memoryview) -> bool:
+    """A run could go on after `packet`: TCP/IPv4 without IP options, not a fragment, with
+    payload and no flag but ACK. After any other packet the shell may write what it has."""
+    n = len(packet)
+    return (n > 40 and packet[0] == 0x45 and packet[9] == IPPROTO_TCP
+            and not (packet[6] & 0x3F or packet[7]) and packet[33] == TCP_ACK
+            and packet[32] >= 0x50 and n > 20 + ((packet[32] >> 4) << 2))
+
+
 def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]], int]:
     """(writes, merged): the TUN writes for `packets` (each a list of buffers starting with a
     virtio-net header), and how many packets went into coalesced writes."""
@@ -79,17 +88,13 @@ def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]],
     while i < count:
         p = packets[i]
         i += 1
+        if i == count or not may_extend(p):
+            append([plain, p])
+            continue
         n = len(p)
-        if n < 41 or p[0] != 0x45 or p[9] != IPPROTO_TCP or (p[6] & 0x3F) or p[7]:
-            append([plain, p])
-            continue
         hl = 20 + ((p[32] >> 4) << 2)
-        mask = masks.get(hl)
+        mask = masks[hl]
         mss = n - hl
-        if mask is None or mss <= 0 or p[33] & ~TCP_PSH != TCP_ACK or p[33] & TCP_PSH \
-                or i == count:
-            append([plain, p])
-            continue
         key = from_bytes(p[:hl], "big") & mask
         df = p[6] & 0x40
         addrs = ones_sum(p[12:20])

@@ -348,3 +348,17 @@ def test_vnet_header_round_trips() -> None:
     assert len(header.pack()) == vnet.SIZE
     assert vnet.parse(vnet.tcp4_gso(52, 1420)) == header
     assert vnet.parse(vnet.PLAIN) == vnet.VnetHeader()
+
+
+@pytest.mark.parametrize("packet, expected", [
+    (tcp_segment(b"d" * 100), True),
+    (tcp_segment(b"d" * 100, options=TIMESTAMPS), True),
+    (tcp_segment(b"d" * 100, flags=ACK | PSH), False),        # PSH ends a run
+    (tcp_segment(b""), False),                                # a pure ACK
+    (tcp_segment(b"d" * 100, flags=ACK | FIN), False),
+    (tcp_segment(b"d" * 100, frag=0x2000), False),
+    (build(SRC, DST, proto=17, payload=b"u" * 100), False),
+    (build(SRC, DST, proto=1, payload=b"\x08" + bytes(30)), False),
+])
+def test_may_extend_says_whether_a_run_could_go_on(packet: bytes, expected: bool) -> None:
+    assert gro.may_extend(memoryview(packet)) is expected
