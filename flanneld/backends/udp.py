@@ -116,6 +116,8 @@ COUNTERS = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "icmp_sent_net_u
             "tun_recreated") + OFFLOAD_COUNTERS + tuple(_DROP_KEYS.values())
 OFFLOADS = ("tun_vnet_hdr", "tun_tso", "udp_gso", "udp_gro")
 RX_BUFSIZE = 1 << 20         # one receive batch: up to this many bytes of datagrams
+TX_BUFSIZE = 1 << 20         # one round's TUN reads, each into the next free part
+IPPROTO_UDP = 17
 TX_BATCH = 16                # super-packets per round (each up to 64 KiB); receives: BATCH
 
 _SO_SNDTIMEO = struct.pack("ll", 0, int(SEND_TIMEOUT * 1_000_000))
@@ -155,6 +157,7 @@ class UdpBackend:
         self._tun_problem: str | None = None         # set by the data-plane thread only
         self._counts = dict.fromkeys(COUNTERS, 0)    # written by the data-plane thread only
         self.offloads = dict.fromkeys(OFFLOADS, False)   # what start() found the kernel allows
+        self._no_gso: set[tuple[str, int]] = set()   # peers whose route refused a GSO send
 
     @property
     def mtu(self) -> int:
@@ -400,10 +403,13 @@ class UdpBackend:
     def _forward_vectors(self) -> None:
         """`_forward` for a TUN with a virtio-net header: many packets per system call.
 
-        tun -> udp: a TCP super-packet is segmented (`core.gso`) and its wire packets go to
-        the peer in one GSO `sendmsg` (or as many as UDP_MAX_SEGMENTS and 64 KiB allow); a
-        peer whose route refuses GSO gets them one `sendmsg` each from then on. A packet
-        with a partial checksum has it completed. udp -> tun: receives fill one buffer
+        tun -> udp: each round reads into the next free part of one buffer. A TCP
+        super-packet is segmented (`core.gso`) and its wire packets go to the peer in one
+        GSO `sendmsg` (or as many as UDP_MAX_SEGMENTS and 64 KiB allow). Other packets have
+        a partial checksum completed; consecutive UDP packets of one size to one peer wait
+        for one GSO send at the end of the round or when the train ends, everything else
+        (ICMP, TCP without TSO) leaves at once. A peer whose route refuses GSO gets packets
+        one `sendmsg` each from then on (`_send_train`). udp -> tun: receives fill one buffer
         (with UDP GRO a receive holds many datagrams of one peer), every datagram gets the
         same checks as in `_forward`, then runs of TCP segments of one flow are coalesced
         (`core.gro`) into one `writev` each.
@@ -418,27 +424,25 @@ class UdpBackend:
         pauser.register(self._wake[0], select.POLLIN)
         pause = pauser.poll
         readv = os.readv
-        sendmsg, sendto, recvmsg = sock.sendmsg, sock.sendto, sock.recvmsg_into
+        recvmsg = sock.recvmsg_into
         check, dst, ttl, unpack = check_ipv4, dst_of, decrement_ttl, vnet.unpack_from
-        segment, gro_size, cmsg = segment_tcp4, udp_offload.gro_size, udp_offload.segment_cmsg
+        segment, gro_size = segment_tcp4, udp_offload.gro_size
         extends = may_extend
-        tbuf = bytearray(vnet.SIZE + BUFSIZE)
-        tview = memoryview(tbuf)
-        tbufs = [tbuf]
+        tsize = vnet.SIZE + BUFSIZE
+        tview = memoryview(bytearray(TX_BUFSIZE))
+        tlimit = TX_BUFSIZE - tsize
+        send = self._send_train
         rbuf = bytearray(RX_BUFSIZE)
         rview = memoryview(rbuf)
         rlimit = RX_BUFSIZE - BUFSIZE
         ancillary = udp_offload.ANCILLARY
-        gso = self.offloads["udp_gso"]
-        no_gso: set[tuple[str, int]] = set()       # peers whose route refused a GSO send
         max_segments, max_bytes = udp_offload.MAX_SEGMENTS, udp_offload.MAX_GSO_BYTES
         tcpv4, needs_csum, hsize = vnet.GSO_TCPV4, vnet.F_NEEDS_CSUM, vnet.SIZE
         dontwait = socket.MSG_DONTWAIT
         mask, net = int(self.subnet.netmask), int(self.subnet.network_address)
         drop_keys = _DROP_KEYS
-        k_send, k_read = drop_keys[DROP_SEND_ERROR], drop_keys[DROP_READ_ERROR]
+        k_read, k_gso = drop_keys[DROP_READ_ERROR], drop_keys[DROP_BAD_GSO]
         k_peer, k_local = drop_keys[DROP_UNKNOWN_PEER], drop_keys[DROP_NOT_LOCAL]
-        k_gso = drop_keys[DROP_BAD_GSO]
         k_short = drop_keys[DROP_TOO_SHORT]
         sfd = sock.fileno()
         tun_ready = sock_ready = True
@@ -451,12 +455,21 @@ class UdpBackend:
             routes = self._routes
             lookup, peers = routes.lookup, routes.peers
             failed = False
-            tx = tx_bytes = tso = segments = gso_sends = fallbacks = completed = 0
+            tso = segments = completed = 0
+            off = 0
+            train: list[memoryview] = []    # UDP packets of one size to one peer, unsent
+            train_hop: tuple[str, int] = ("", 0)
+            train_size = train_bytes = 0
+            train_open = gone = False
             try:
                 for _ in range(TX_BATCH if tun_ready else 0):
-                    n = readv(tun, tbufs)
-                    flags, gso_type, _, gso_size, csum_start, csum_offset = unpack(tbuf)
-                    pkt = tview[hsize:n]
+                    if off > tlimit:
+                        break
+                    region = tview[off:off + tsize]
+                    n = readv(tun, [region])
+                    flags, gso_type, _, gso_size, csum_start, csum_offset = unpack(region)
+                    pkt = region[hsize:n]
+                    off = (off + n + 7) & ~7
                     reason = check(pkt)
                     if reason is not None:
                         c[drop_keys[reason]] += 1
@@ -469,13 +482,20 @@ class UdpBackend:
                         if flags & needs_csum and complete_checksum(pkt, csum_start,
                                                                     csum_offset):
                             completed += 1
-                        try:
-                            sendto(pkt, hop)
-                        except OSError:
-                            c[k_send] += 1
+                        size = n - hsize
+                        if pkt[9] != IPPROTO_UDP:    # ICMP, TCP without TSO: at once
+                            send([pkt], 1, size, size, hop)
                             continue
-                        tx += 1
-                        tx_bytes += n - hsize
+                        if train and (hop != train_hop or not train_open or size > train_size
+                                      or len(train) == max_segments
+                                      or train_bytes + size > max_bytes):
+                            send(train, 1, train_size, train_bytes, train_hop)
+                            train = []
+                        if not train:
+                            train_hop, train_size, train_bytes = hop, size, 0
+                        train.append(pkt)            # sent with the next UDP GSO send
+                        train_bytes += size
+                        train_open = size == train_size   # a shorter one ends the train
                         continue
                     try:
                         parts, size = segment(pkt, gso_size)
@@ -485,45 +505,23 @@ class UdpBackend:
                     tso += 1
                     count = len(parts) >> 1
                     segments += count
-                    length = n - hsize + (count - 1) * (size - gso_size)
-                    if gso and count > 1 and hop not in no_gso:
-                        per_send = min(max_segments, max_bytes // size) * 2
-                        try:
-                            for at in range(0, len(parts), per_send):
-                                sendmsg(parts[at:at + per_send], cmsg(size), 0, hop)
-                                gso_sends += 1
-                        except OSError as e:
-                            if at or e.errno not in _GSO_REFUSED:
-                                c[k_send] += count - (at >> 1)
-                                tx += at >> 1
-                                tx_bytes += (at >> 1) * size
-                                continue
-                            no_gso.add(hop)         # e.g. EIO: no checksum offload there
-                            fallbacks += 1
-                            log.warning("UDP GSO to %s:%d refused (%s); sending without it",
-                                        hop[0], hop[1], e.strerror)
-                        else:
-                            tx += count
-                            tx_bytes += length
-                            continue
-                    for at in range(0, len(parts), 2):
-                        try:
-                            sendmsg(parts[at:at + 2], (), 0, hop)
-                        except OSError:
-                            c[k_send] += 1
-                            continue
-                        tx += 1
-                        tx_bytes += len(parts[at]) + len(parts[at + 1])
+                    send(parts, 2, size, n - hsize + (count - 1) * (size - gso_size), hop)
             except BlockingIOError:
                 tun_ready = False
             except OSError as e:
                 if e.errno == errno.EBADFD:     # the device was deleted: _run makes it again
-                    self._publish(tx, tx_bytes, tso, segments, gso_sends, fallbacks, completed)
-                    return
-                c[k_read] += 1
-                failed = True
-            if tx or tso or completed:
-                self._publish(tx, tx_bytes, tso, segments, gso_sends, fallbacks, completed)
+                    gone = True
+                else:
+                    c[k_read] += 1
+                    failed = True
+            if train:
+                send(train, 1, train_size, train_bytes, train_hop)
+            if tso or completed:
+                c["tx_tso_packets"] += tso
+                c["tx_segments"] += segments
+                c["tx_checksums_completed"] += completed
+            if gone:
+                return
             batch: list[memoryview] = []
             gro = at = 0
             try:
@@ -594,16 +592,46 @@ class UdpBackend:
         c["rx_coalesced_writes"] += merged - len(batch) + len(writes)
         c["rx_coalesced_packets"] += merged
 
-    def _publish(self, tx: int, tx_bytes: int, tso: int, segments: int, gso_sends: int,
-                 fallbacks: int, completed: int) -> None:
-        c = self._counts
-        c["tx_packets"] += tx
-        c["tx_bytes"] += tx_bytes
-        c["tx_tso_packets"] += tso
-        c["tx_segments"] += segments
-        c["tx_gso_sends"] += gso_sends
-        c["tx_gso_fallbacks"] += fallbacks
-        c["tx_checksums_completed"] += completed
+    def _send_train(self, parts: list, per: int, size: int, length: int,
+                    hop: tuple[str, int]) -> None:
+        """Send the packets in `parts` (`per` buffers each; all `size` bytes but the last,
+        `length` bytes in all) to `hop`: with UDP GSO in as few `sendmsg` as the kernel's
+        limits allow, else one each. A route that refuses GSO (e.g. a device without
+        checksum offload: EIO) gets packets one by one from then on; counted."""
+        c, sock = self._counts, self._sock
+        assert sock is not None
+        count = len(parts) // per
+        if count > 1 and self.offloads["udp_gso"] and hop not in self._no_gso:
+            step = min(udp_offload.MAX_SEGMENTS, udp_offload.MAX_GSO_BYTES // size) * per
+            at = 0
+            try:
+                for at in range(0, len(parts), step):
+                    sock.sendmsg(parts[at:at + step], udp_offload.segment_cmsg(size), 0, hop)
+                    c["tx_gso_sends"] += 1
+            except OSError as e:
+                sent = at // per
+                if sent or e.errno not in _GSO_REFUSED:
+                    c[_DROP_KEYS[DROP_SEND_ERROR]] += count - sent
+                    c["tx_packets"] += sent
+                    c["tx_bytes"] += sent * size
+                    return
+                self._no_gso.add(hop)
+                c["tx_gso_fallbacks"] += 1
+                log.warning("UDP GSO to %s:%d refused (%s); sending without it", hop[0],
+                            hop[1], e.strerror)
+            else:
+                c["tx_packets"] += count
+                c["tx_bytes"] += length
+                return
+        for at in range(0, len(parts), per):
+            packet = parts[at:at + per]
+            try:
+                sock.sendmsg(packet, (), 0, hop)
+            except OSError:
+                c[_DROP_KEYS[DROP_SEND_ERROR]] += 1
+                continue
+            c["tx_packets"] += 1
+            c["tx_bytes"] += sum(len(b) for b in packet)
 
     def _recreate_tun(self) -> None:
         """The TUN device was deleted and this fd detached from it: close the fd, then (after
