@@ -74,11 +74,13 @@ from flanneld.backends.udp import RCVBUF
 from lab.cluster import Cluster
 from lab.netns import Namespaces, run
 
-MODES = ("flanneld", "udp", "udp-plain", "openvpn", "vxlan", "host-gw")
-PYFLANNEL = ("flanneld", "udp", "udp-plain")
-UDP_NODE_OFFLOAD = {"udp": "on", "udp-plain": "off"}     # mode -> bench.udp_node --offload
+MODES = ("flanneld", "udp", "udp-plain", "udp-baseline", "openvpn", "vxlan", "host-gw")
+PYFLANNEL = ("flanneld", "udp", "udp-plain", "udp-baseline")
+# mode -> bench.udp_node --offload; udp-baseline runs the udp_node of --baseline's checkout
+UDP_NODE_OFFLOAD = {"udp": "on", "udp-plain": "off", "udp-baseline": "on"}
 UNDERLAY_MTU = 1500
 POD_MTU = {"udp": UNDERLAY_MTU - 28, "udp-plain": UNDERLAY_MTU - 28,
+           "udp-baseline": UNDERLAY_MTU - 28,
            "openvpn": UNDERLAY_MTU - 28, "vxlan": UNDERLAY_MTU - 50, "host-gw": UNDERLAY_MTU}
 NETWORK = IPv4Network("10.244.0.0/16")
 SUBNETS = (IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24"))
@@ -179,13 +181,14 @@ def _vxlan(topo: Topology) -> None:
            "onlink")
 
 
-def start_udp_nodes(topo: Topology, timeout: float) -> None:
+def start_udp_nodes(topo: Topology, timeout: float, root: Path = ROOT) -> None:
+    """bench.udp_node on each node, from the checkout at `root` (its own flanneld)."""
     for i, node in enumerate(topo.nodes):
         cmd = ["ip", "netns", "exec", node, sys.executable, "-m", "bench.udp_node",
                "--underlay", str(UNDERLAY[i]), "--subnet", str(SUBNETS[i]),
                "--peer", f"{SUBNETS[1 - i]}={UNDERLAY[1 - i]}", "--network", str(NETWORK),
                "--mtu", str(UNDERLAY_MTU), "--offload", UDP_NODE_OFFLOAD[topo.mode]]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         topo.procs.append(proc)
         line = _readline(proc, timeout)
@@ -518,17 +521,25 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5, help="rounds of all modes (default 5)")
     p.add_argument("--seconds", type=int, default=5, help="iperf3 -t per run (default 5)")
-    p.add_argument("--modes", default=",".join(MODES),
+    p.add_argument("--modes", default=",".join(m for m in MODES if m != "udp-baseline"),
                    help=f"comma-separated subset of {','.join(MODES)}")
     p.add_argument("--timeout", type=float, default=20,
                    help="seconds an iperf3 run may take beyond --seconds, and the pings "
                         "of a mode (default 20)")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="a checkout of another commit: mode udp-baseline runs its udp backend "
+                        "(offloads on) beside this one's, for before/after figures")
     p.add_argument("--json", action="store_true",
                    help="print the summary and samples as JSON (the progress goes to stderr)")
     args = p.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
+    if args.baseline is not None and "udp-baseline" not in modes:
+        modes.append("udp-baseline")
     if not set(modes) <= set(MODES) or not modes:
         p.error(f"--modes: choose from {', '.join(MODES)}")
+    if ("udp-baseline" in modes) != (args.baseline is not None) or (
+            args.baseline is not None and not (args.baseline / "bench" / "udp_node.py").is_file()):
+        p.error("mode udp-baseline needs --baseline DIR, a checkout with bench/udp_node.py")
     if not 1 <= args.rounds <= 50 or not 1 <= args.seconds <= 60:
         p.error("--rounds must be 1..50 and --seconds 1..60")
     if os.geteuid() != 0:
@@ -545,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             topos.append(build(ns, mode))
             if mode in UDP_NODE_OFFLOAD:
-                start_udp_nodes(topos[-1], timeout=15)
+                start_udp_nodes(topos[-1], timeout=15,
+                                root=args.baseline if mode == "udp-baseline" else ROOT)
             elif mode == "openvpn":
                 start_openvpn(topos[-1], timeout=15)
         for r in range(args.rounds):

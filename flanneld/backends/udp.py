@@ -424,7 +424,7 @@ class UdpBackend:
         pauser.register(self._wake[0], select.POLLIN)
         pause = pauser.poll
         readv = os.readv
-        recvmsg = sock.recvmsg_into
+        sendto, recvmsg = sock.sendto, sock.recvmsg_into
         check, dst, ttl, unpack = check_ipv4, dst_of, decrement_ttl, vnet.unpack_from
         segment, gro_size = segment_tcp4, udp_offload.gro_size
         extends = may_extend
@@ -442,6 +442,7 @@ class UdpBackend:
         mask, net = int(self.subnet.netmask), int(self.subnet.network_address)
         drop_keys = _DROP_KEYS
         k_read, k_gso = drop_keys[DROP_READ_ERROR], drop_keys[DROP_BAD_GSO]
+        k_send = drop_keys[DROP_SEND_ERROR]
         k_peer, k_local = drop_keys[DROP_UNKNOWN_PEER], drop_keys[DROP_NOT_LOCAL]
         k_short = drop_keys[DROP_TOO_SHORT]
         sfd = sock.fileno()
@@ -455,7 +456,7 @@ class UdpBackend:
             routes = self._routes
             lookup, peers = routes.lookup, routes.peers
             failed = False
-            tso = segments = completed = 0
+            tx = tx_bytes = tso = segments = completed = 0
             off = 0
             train: list[memoryview] = []    # UDP packets of one size to one peer, unsent
             train_hop: tuple[str, int] = ("", 0)
@@ -484,7 +485,13 @@ class UdpBackend:
                             completed += 1
                         size = n - hsize
                         if pkt[9] != IPPROTO_UDP:    # ICMP, TCP without TSO: at once
-                            send([pkt], 1, size, size, hop)
+                            try:
+                                sendto(pkt, hop)
+                            except OSError:
+                                c[k_send] += 1
+                                continue
+                            tx += 1
+                            tx_bytes += size
                             continue
                         if train and (hop != train_hop or not train_open or size > train_size
                                       or len(train) == max_segments
@@ -516,7 +523,9 @@ class UdpBackend:
                     failed = True
             if train:
                 send(train, 1, train_size, train_bytes, train_hop)
-            if tso or completed:
+            if tx or tso or completed:
+                c["tx_packets"] += tx
+                c["tx_bytes"] += tx_bytes
                 c["tx_tso_packets"] += tso
                 c["tx_segments"] += segments
                 c["tx_checksums_completed"] += completed
