@@ -181,13 +181,15 @@ def _vxlan(topo: Topology) -> None:
            "onlink")
 
 
-def start_udp_nodes(topo: Topology, timeout: float, root: Path = ROOT) -> None:
-    """bench.udp_node on each node, from the checkout at `root` (its own flanneld)."""
+def start_udp_nodes(topo: Topology, timeout: float, root: Path = ROOT,
+                    extra: tuple[str, ...] = ()) -> None:
+    """bench.udp_node on each node, from the checkout at `root` (its own flanneld), with
+    `extra` arguments."""
     for i, node in enumerate(topo.nodes):
         cmd = ["ip", "netns", "exec", node, sys.executable, "-m", "bench.udp_node",
                "--underlay", str(UNDERLAY[i]), "--subnet", str(SUBNETS[i]),
                "--peer", f"{SUBNETS[1 - i]}={UNDERLAY[1 - i]}", "--network", str(NETWORK),
-               "--mtu", str(UNDERLAY_MTU), "--offload", UDP_NODE_OFFLOAD[topo.mode]]
+               "--mtu", str(UNDERLAY_MTU), "--offload", UDP_NODE_OFFLOAD[topo.mode], *extra]
         proc = subprocess.Popen(cmd, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         topo.procs.append(proc)

@@ -21,9 +21,15 @@ import sys
 import threading
 from ipaddress import IPv4Address, IPv4Network
 
+from flanneld.backends import udp
 from flanneld.backends.udp import UdpBackend
 from flanneld.core.lease import Lease
 from flanneld.core.routes import Routes
+from flanneld.io import udp_offload
+
+# A feature's probe, as (module, name): replaced by one that says "refused".
+WITHOUT = {"tun_tso": (udp, "enable_offloads"), "udp_gso": (udp_offload, "gso_supported"),
+           "udp_gro": (udp_offload, "enable_gro")}
 
 
 def peer(text: str) -> Lease:
@@ -44,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tun", default="flannel0")
     p.add_argument("--offload", choices=("on", "off"), default="on",
                    help="the backend's TUN and UDP offloads (default on)")
+    p.add_argument("--without", default="", metavar="FEATURE,...",
+                   help=f"with --offload on, run as on a kernel that lacks these of "
+                        f"{', '.join(WITHOUT)} (to measure what each contributes)")
     args = p.parse_args(argv)
+    missing = [f for f in args.without.split(",") if f]
+    if not set(missing) <= set(WITHOUT):
+        p.error(f"--without: choose from {', '.join(WITHOUT)}")
+    for feature in missing:
+        setattr(*WITHOUT[feature], lambda *_: False)
 
     done = threading.Event()
     report = threading.Event()

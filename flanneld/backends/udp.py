@@ -538,13 +538,13 @@ class UdpBackend:
                     if at > rlimit:
                         break
                     n, anc, _, addr = recvmsg([rview[at:at + BUFSIZE]], ancillary, dontwait)
-                    if addr[0] not in peers:
-                        c[k_peer] += 1
-                        continue
                     if not n:                       # an empty datagram
-                        c[k_short] += 1
+                        c[k_peer if addr[0] not in peers else k_short] += 1
                         continue
                     size = gro_size(anc, n)
+                    if addr[0] not in peers:        # every datagram of the receive counts
+                        c[k_peer] += -(-n // size)
+                        continue
                     end = at + n
                     if size < n:
                         gro += 1
