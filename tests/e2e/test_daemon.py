@@ -1,7 +1,7 @@
 """flanneld's own behaviour on one or two nodes with a real etcd: waiting for the network
 config, writing it from --net-config-path, refusing a bad one, the iptables chains,
-/healthz while etcd is away, and what it puts back when someone deletes flannel0 or the
-subnet file."""
+/healthz while etcd is away, what it puts back when someone deletes flannel0 or the
+subnet file, and the data plane's offloads, on and off."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lab.cluster import HEALTHZ_PORT, Cluster, Node, http_get
 from lab.netns import run
 from lab.plugin import ping
 
-from .test_cluster import wait_for
+from .test_cluster import tcp_transfer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +237,36 @@ def test_a_deleted_subnet_file_is_written_again(pair: Cluster) -> None:
     assert ping(pair.nodes[0].pods[0].netns, pod.ip, count=1)
     pair.del_pod(pod)
     assert node.healthz() == 200
+
+
+# -- the offloads -------------------------------------------------------------------------
+
+OFFLOADS = ("tun_vnet_hdr", "tun_tso", "udp_gso", "udp_gro")
+
+
+def test_offloads_are_on_counted_and_a_node_without_them_still_talks(pair: Cluster) -> None:
+    a, b = pair.nodes
+    pod_a, pod_b = a.pods[0], b.pods[0]
+    assert "offloads: tun_vnet_hdr, tun_tso, udp_gso, udp_gro" in a.log()
+    assert tcp_transfer(pod_a, pod_b)
+    sent, got = a.metrics(), b.metrics()
+    assert all(sent[f"flanneld_udp_offload_{f}"] == 1 for f in OFFLOADS)
+    assert sent["flanneld_udp_tx_tso_packets_total"] > 0
+    assert sent["flanneld_udp_tx_segments_total"] > sent["flanneld_udp_tx_tso_packets_total"]
+    assert sent["flanneld_udp_tx_gso_sends_total"] > 0
+    assert got["flanneld_udp_rx_coalesced_packets_total"] > 0
+    pair.stop_node(b)
+    b.extra_args = ("--udp-offload=false",)
+    try:
+        pair.start_node(b)
+        pair.wait_ready(b)
+        assert "offloads: off (turned off by configuration)" in b.log()
+        assert all(b.metrics()[f"flanneld_udp_offload_{f}"] == 0 for f in OFFLOADS)
+        assert tcp_transfer(pod_a, pod_b) and tcp_transfer(pod_b, pod_a)
+        assert b.metrics()["flanneld_udp_tx_tso_packets_total"] == 0
+    finally:
+        pair.stop_node(b)
+        b.extra_args = ()
+        pair.start_node(b)
+        pair.wait_ready(b)
+    assert cross_pings(pair)
