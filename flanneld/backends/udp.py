@@ -72,6 +72,7 @@ from ..core.packet import (
 from ..core.routes import Routes
 from ..io import udp_offload
 from ..io.tun import configure_tun, enable_offloads, open_tun
+from .udp_send import DROP_SEND_ERROR, TrainSender
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ DROP_NO_ROUTE = "no_route"            # tun -> udp: no peer's subnet holds the d
 DROP_UNKNOWN_PEER = "unknown_peer"    # udp -> tun: the sender is not a peer's public IP
 DROP_NOT_LOCAL = "not_local"          # udp -> tun: destination outside this node's subnet
 DROP_TTL_EXCEEDED = "ttl_exceeded"    # udp -> tun: TTL 0 or 1
-DROP_SEND_ERROR = "send_error"        # sendto failed (e.g. the underlay is down)
 DROP_WRITE_ERROR = "write_error"      # the write into the TUN failed
 DROP_READ_ERROR = "read_error"        # a read from the TUN or the socket failed (not EAGAIN)
 DROP_BAD_GSO = "bad_gso"              # tun -> udp: a super-packet that cannot be segmented
@@ -121,9 +121,6 @@ IPPROTO_UDP = 17
 TX_BATCH = 16                # super-packets per round (each up to 64 KiB); receives: BATCH
 
 _SO_SNDTIMEO = struct.pack("ll", 0, int(SEND_TIMEOUT * 1_000_000))
-# errnos of a GSO send that the route cannot take (the device lacks checksum offload, or the
-# kernel lacks UDP_SEGMENT): sent again segment by segment
-_GSO_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 
 
 class UdpBackend:
@@ -157,7 +154,7 @@ class UdpBackend:
         self._tun_problem: str | None = None         # set by the data-plane thread only
         self._counts = dict.fromkeys(COUNTERS, 0)    # written by the data-plane thread only
         self.offloads = dict.fromkeys(OFFLOADS, False)   # what start() found the kernel allows
-        self._no_gso: set[tuple[str, int]] = set()   # peers whose route refused a GSO send
+        self._sender: TrainSender | None = None      # the vector loop's sends (udp_send)
 
     @property
     def mtu(self) -> int:
@@ -408,11 +405,11 @@ class UdpBackend:
         GSO `sendmsg` (or as many as UDP_MAX_SEGMENTS and 64 KiB allow). Other packets have
         a partial checksum completed; consecutive UDP packets of one size to one peer wait
         for one GSO send at the end of the round or when the train ends, everything else
-        (ICMP, TCP without TSO) leaves at once. A peer whose route refuses GSO gets packets
-        one `sendmsg` each from then on (`_send_train`). udp -> tun: receives fill one buffer
-        (with UDP GRO a receive holds many datagrams of one peer), every datagram gets the
-        same checks as in `_forward`, then runs of TCP segments of one flow are coalesced
-        (`core.gro`) into one `writev` each.
+        (ICMP, TCP without TSO) leaves at once. A peer whose route refuses GSO gets
+        packets one `sendmsg` each from then on (`udp_send.TrainSender`). udp -> tun:
+        receives fill one buffer (with UDP GRO a receive holds many datagrams of one
+        peer), every datagram gets the same checks as in `_forward`, then runs of TCP
+        segments of one flow are coalesced (`core.gro`) into one `writev` each.
         """
         tun, sock, c = self._tun, self._sock, self._counts
         assert sock is not None and self._wake is not None
@@ -431,7 +428,8 @@ class UdpBackend:
         tsize = vnet.SIZE + BUFSIZE
         tview = memoryview(bytearray(TX_BUFSIZE))
         tlimit = TX_BUFSIZE - tsize
-        send = self._send_train
+        self._sender = TrainSender(sock, c, self.offloads["udp_gso"])
+        send = self._sender.send
         rbuf = bytearray(RX_BUFSIZE)
         rview = memoryview(rbuf)
         rlimit = RX_BUFSIZE - BUFSIZE
@@ -600,47 +598,6 @@ class UdpBackend:
         c["rx_gro_receives"] += gro
         c["rx_coalesced_writes"] += merged - len(batch) + len(writes)
         c["rx_coalesced_packets"] += merged
-
-    def _send_train(self, parts: list, per: int, size: int, length: int,
-                    hop: tuple[str, int]) -> None:
-        """Send the packets in `parts` (`per` buffers each; all `size` bytes but the last,
-        `length` bytes in all) to `hop`: with UDP GSO in as few `sendmsg` as the kernel's
-        limits allow, else one each. A route that refuses GSO (e.g. a device without
-        checksum offload: EIO) gets packets one by one from then on; counted."""
-        c, sock = self._counts, self._sock
-        assert sock is not None
-        count = len(parts) // per
-        if count > 1 and self.offloads["udp_gso"] and hop not in self._no_gso:
-            step = min(udp_offload.MAX_SEGMENTS, udp_offload.MAX_GSO_BYTES // size) * per
-            at = 0
-            try:
-                for at in range(0, len(parts), step):
-                    sock.sendmsg(parts[at:at + step], udp_offload.segment_cmsg(size), 0, hop)
-                    c["tx_gso_sends"] += 1
-            except OSError as e:
-                sent = at // per
-                if sent or e.errno not in _GSO_REFUSED:
-                    c[_DROP_KEYS[DROP_SEND_ERROR]] += count - sent
-                    c["tx_packets"] += sent
-                    c["tx_bytes"] += sent * size
-                    return
-                self._no_gso.add(hop)
-                c["tx_gso_fallbacks"] += 1
-                log.warning("UDP GSO to %s:%d refused (%s); sending without it", hop[0],
-                            hop[1], e.strerror)
-            else:
-                c["tx_packets"] += count
-                c["tx_bytes"] += length
-                return
-        for at in range(0, len(parts), per):
-            packet = parts[at:at + per]
-            try:
-                sock.sendmsg(packet, (), 0, hop)
-            except OSError:
-                c[_DROP_KEYS[DROP_SEND_ERROR]] += 1
-                continue
-            c["tx_packets"] += 1
-            c["tx_bytes"] += sum(len(b) for b in packet)
 
     def _recreate_tun(self) -> None:
         """The TUN device was deleted and this fd detached from it: close the fd, then (after
