@@ -60,11 +60,13 @@ from ..core.packet import (
     DROP_BAD_HEADER_LEN,
     DROP_BAD_TOTAL_LEN,
     DROP_NOT_IPV4,
+    DROP_NOT_LOCAL,
     DROP_TOO_SHORT,
+    DROP_TTL_EXCEEDED,
     ICMP_DEST_UNREACH,
     ICMP_TIME_EXCEEDED,
+    accept_ipv4,
     check_ipv4,
-    decrement_ttl,
     dst_of,
     icmp_error,
     src_of,
@@ -92,8 +94,6 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 # Drop reasons: the packet checks', then the data plane's own.
 DROP_NO_ROUTE = "no_route"            # tun -> udp: no peer's subnet holds the destination
 DROP_UNKNOWN_PEER = "unknown_peer"    # udp -> tun: the sender is not a peer's public IP
-DROP_NOT_LOCAL = "not_local"          # udp -> tun: destination outside this node's subnet
-DROP_TTL_EXCEEDED = "ttl_exceeded"    # udp -> tun: TTL 0 or 1
 DROP_WRITE_ERROR = "write_error"      # the write into the TUN failed
 DROP_READ_ERROR = "read_error"        # a read from the TUN or the socket failed (not EAGAIN)
 DROP_BAD_GSO = "bad_gso"              # tun -> udp: a super-packet that cannot be segmented
@@ -313,14 +313,14 @@ class UdpBackend:
         pauser.register(self._wake[0], select.POLLIN)
         pause = pauser.poll
         read, write, sendto, recv = os.read, os.write, sock.sendto, sock.recvfrom_into
-        check, dst, ttl = check_ipv4, dst_of, decrement_ttl
+        check, dst, accept = check_ipv4, dst_of, accept_ipv4
         buf = bytearray(BUFSIZE)
         view = memoryview(buf)
         dontwait = socket.MSG_DONTWAIT
         mask, net = int(self.subnet.netmask), int(self.subnet.network_address)
         drop_keys = _DROP_KEYS
         k_send, k_write = drop_keys[DROP_SEND_ERROR], drop_keys[DROP_WRITE_ERROR]
-        k_peer, k_local = drop_keys[DROP_UNKNOWN_PEER], drop_keys[DROP_NOT_LOCAL]
+        k_peer = drop_keys[DROP_UNKNOWN_PEER]
         k_read = drop_keys[DROP_READ_ERROR]
         tx, tx_bytes, rx, rx_bytes = (c["tx_packets"], c["tx_bytes"], c["rx_packets"],
                                       c["rx_bytes"])
@@ -370,15 +370,9 @@ class UdpBackend:
                         c[k_peer] += 1
                         continue
                     pkt = view[:n]
-                    reason = check(pkt)
+                    reason = accept(pkt, mask, net)
                     if reason is not None:
-                        c[drop_keys[reason]] += 1
-                        continue
-                    if dst(pkt) & mask != net:
-                        c[k_local] += 1
-                        continue
-                    if not ttl(buf):
-                        self._time_exceeded(pkt, addr)
+                        self._refuse(pkt, reason, addr)
                         continue
                     try:
                         write(tun, pkt)
@@ -422,7 +416,7 @@ class UdpBackend:
         pause = pauser.poll
         readv = os.readv
         sendto, recvmsg = sock.sendto, sock.recvmsg_into
-        check, dst, ttl, unpack = check_ipv4, dst_of, decrement_ttl, vnet.unpack_from
+        check, dst, accept, unpack = check_ipv4, dst_of, accept_ipv4, vnet.unpack_from
         segment, gro_size = segment_tcp4, udp_offload.gro_size
         extends = may_extend
         tsize = vnet.SIZE + BUFSIZE
@@ -441,7 +435,7 @@ class UdpBackend:
         drop_keys = _DROP_KEYS
         k_read, k_gso = drop_keys[DROP_READ_ERROR], drop_keys[DROP_BAD_GSO]
         k_send = drop_keys[DROP_SEND_ERROR]
-        k_peer, k_local = drop_keys[DROP_UNKNOWN_PEER], drop_keys[DROP_NOT_LOCAL]
+        k_peer = drop_keys[DROP_UNKNOWN_PEER]
         k_short = drop_keys[DROP_TOO_SHORT]
         sfd = sock.fileno()
         tun_ready = sock_ready = True
@@ -548,15 +542,9 @@ class UdpBackend:
                         gro += 1
                     for o in range(at, end, size):
                         pkt = rview[o:min(o + size, end)]
-                        reason = check(pkt)
+                        reason = accept(pkt, mask, net)
                         if reason is not None:
-                            c[drop_keys[reason]] += 1
-                            continue
-                        if dst(pkt) & mask != net:
-                            c[k_local] += 1
-                            continue
-                        if not ttl(pkt):
-                            self._time_exceeded(pkt, addr)
+                            self._refuse(pkt, reason, addr)
                             continue
                         batch.append(pkt)
                     at = (end + 7) & ~7
@@ -645,6 +633,14 @@ class UdpBackend:
         assert self._raw is not None
         self._icmp_error(pkt, DROP_NO_ROUTE, ICMP_DEST_UNREACH, CODE_NET_UNREACH, self._raw,
                          (str(IPv4Address(src_of(pkt))), 0), "icmp_sent_net_unreach")
+
+    def _refuse(self, pkt: memoryview, reason: str, sender: tuple[str, int]) -> None:
+        """A received packet that `accept_ipv4` refused: counted; for an exhausted TTL, an
+        ICMP time exceeded too. Off the fast path."""
+        if reason == DROP_TTL_EXCEEDED:
+            self._time_exceeded(pkt, sender)
+        else:
+            self._counts[_DROP_KEYS[reason]] += 1
 
     def _time_exceeded(self, pkt: memoryview, sender: tuple[str, int]) -> None:
         """TTL exhausted: ICMP time exceeded to the packet's source, through the peer that

@@ -1,5 +1,5 @@
 """IPv4 header logic of the udp backend's datapath: validate, read addresses, decrement TTL,
-build ICMP errors.
+accept a received packet (all three), build ICMP errors.
 
 This is flannel's `proxy_amd64.c` in Python. The UDP payload is the raw inner IPv4 packet
 (no flannel header), so one packet is one TUN read or one datagram, and this module sees
@@ -30,6 +30,9 @@ DROP_NOT_IPV4 = "not_ipv4"              # version nibble != 4
 DROP_BAD_HEADER_LEN = "bad_header_len"  # IHL < 5, or header longer than the packet
 DROP_BAD_TOTAL_LEN = "bad_total_len"    # total length field != bytes received
 DROP_BAD_CHECKSUM = "bad_checksum"      # header checksum does not verify
+# and by `accept_ipv4`, of a received packet:
+DROP_NOT_LOCAL = "not_local"            # destination outside this node's subnet
+DROP_TTL_EXCEEDED = "ttl_exceeded"      # TTL 0 or 1: no hop left to forward it
 
 IPPROTO_ICMP = 1
 ICMP_DEST_UNREACH = 3
@@ -135,6 +138,20 @@ def decrement_ttl(buf: bytearray | memoryview) -> bool:
     buf[10] = x >> 8
     buf[11] = x & 0xFF
     return True
+
+
+def accept_ipv4(packet: bytearray | memoryview, mask: int, net: int) -> str | None:
+    """None when a received `packet` may go into the TUN: well-formed (`check_ipv4`), for
+    the subnet `net`/`mask` (ints), and with TTL left, which is then decremented in place
+    (`decrement_ttl`). Else the DROP_* reason, the packet untouched."""
+    reason = check_ipv4(packet)
+    if reason is not None:
+        return reason
+    if _U32.unpack_from(packet, 16)[0] & mask != net:
+        return DROP_NOT_LOCAL
+    if not decrement_ttl(packet):
+        return DROP_TTL_EXCEEDED
+    return None
 
 
 def _no_error_for_source(addr: int) -> bool:

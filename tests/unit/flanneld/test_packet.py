@@ -393,3 +393,36 @@ def test_icmp_error_property(offender: bytes, type_: int, code: int, src: int) -
     assert pk.src_of(header) == src and pk.dst_of(header) == pk.src_of(offender)
     assert (icmp[0], icmp[1]) == (type_, code)
     assert icmp[8:] == offender[:hlen + 8]
+
+
+# ---------------------------------------------------------------------------- accept_ipv4
+
+NODE_MASK, NODE_NET = 0xFFFFFF00, ip("10.244.2.0")
+
+
+def test_accept_decrements_the_ttl_of_a_packet_for_this_node() -> None:
+    original = build(A, B, ttl=9, payload=b"data")
+    buf = bytearray(original)
+    assert pk.accept_ipv4(buf, NODE_MASK, NODE_NET) is None
+    expected = bytearray(original)
+    assert pk.decrement_ttl(expected) and buf == expected
+
+
+@pytest.mark.parametrize("packet, reason", [
+    (build(A, A, payload=b"x"), pk.DROP_NOT_LOCAL),            # for another node
+    (build(A, B, ttl=1), pk.DROP_TTL_EXCEEDED),
+    (build(A, B, ttl=0), pk.DROP_TTL_EXCEEDED),
+    (with_byte(build(A, B), 10, 0), pk.DROP_BAD_CHECKSUM),
+    (b"\x45" * 10, pk.DROP_TOO_SHORT),
+])
+def test_accept_refuses_and_leaves_the_packet_as_it_was(packet: bytes, reason: str) -> None:
+    buf = bytearray(packet)
+    assert pk.accept_ipv4(buf, NODE_MASK, NODE_NET) == reason
+    assert bytes(buf) == packet
+
+
+@given(st.binary(max_size=80))
+def test_accept_never_raises(data: bytes) -> None:
+    buf = bytearray(data)
+    reason = pk.accept_ipv4(buf, 0, 0)
+    assert reason is None or bytes(buf) == data
