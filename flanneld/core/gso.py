@@ -24,7 +24,6 @@ from .packet import Buffer, finish_checksum, ones_sum
 
 IPPROTO_TCP = 6
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
-MAX_HEADERS = 60 + 60             # IPv4 with options, TCP with options
 
 _IP = struct.Struct("!BBHHHBBHII")          # 20 bytes, the fixed IPv4 header
 _TCP = struct.Struct("!HHIIBBHHH")           # 20 bytes, the fixed TCP header

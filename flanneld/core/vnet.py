@@ -16,45 +16,22 @@ Pure: no I/O.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 SIZE = 10
 F_NEEDS_CSUM = 1          # VIRTIO_NET_HDR_F_NEEDS_CSUM
-F_DATA_VALID = 2          # VIRTIO_NET_HDR_F_DATA_VALID
 GSO_NONE = 0
 GSO_TCPV4 = 1
-GSO_UDP = 3               # UFO, long gone from the kernel
-GSO_TCPV6 = 4
-GSO_UDP_L4 = 5
+GSO_UDP_L4 = 5            # UDP GSO
 GSO_ECN = 0x80            # with TCPV4/6: the flow uses ECN (CWR on the first segment only)
 
 TCP_CSUM_OFFSET = 16      # the checksum's offset in a TCP header
-UDP_CSUM_OFFSET = 6
 
 _HDR = struct.Struct("<BBHHHH")
 PLAIN = bytes(SIZE)       # GSO_NONE, no flags: the kernel checks the packet as it would any
 
 
-@dataclass(frozen=True)
-class VnetHeader:
-    flags: int = 0
-    gso_type: int = GSO_NONE
-    hdr_len: int = 0
-    gso_size: int = 0
-    csum_start: int = 0
-    csum_offset: int = 0
-
-    def pack(self) -> bytes:
-        return _HDR.pack(self.flags, self.gso_type, self.hdr_len, self.gso_size,
-                         self.csum_start, self.csum_offset)
-
-
-def parse(buf: bytes | bytearray | memoryview) -> VnetHeader:
-    """The header at the start of `buf` (which has at least SIZE bytes)."""
-    return VnetHeader(*_HDR.unpack_from(buf, 0))
-
-
-unpack_from = _HDR.unpack_from    # the hot path's tuple form: (flags, gso_type, hdr_len, ...)
+# (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) of the header at a buffer's start
+unpack_from = _HDR.unpack_from
 
 
 def tcp4_gso(hdr_len: int, gso_size: int, ip_hlen: int = 20) -> bytes:

@@ -99,8 +99,9 @@ def build(ns: Namespaces) -> tuple[str, list[tuple[str, str, IPv4Address, IPv4Ne
     return stranger, made
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=[True, False], ids=["offload", "plain"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Every test runs against both data paths: offloads on (the default) and off."""
     ns = Namespaces()
     backends: list[UdpBackend] = []
     try:
@@ -108,7 +109,7 @@ def cluster() -> Iterator[Cluster]:
         nodes = []
         for host, pod, underlay, subnet in made:
             backend = UdpBackend(iface_addr=underlay, iface_mtu=UNDERLAY_MTU, port=PORT,
-                                 network=NETWORK, subnet=subnet)
+                                 network=NETWORK, subnet=subnet, offload=request.param)
             with inside(ns.path(host)):
                 backend.start()
             backends.append(backend)

@@ -50,6 +50,7 @@ import time
 import traceback
 from ipaddress import IPv4Address, IPv4Network
 
+from flanneld.core import vnet
 from lab.netns import inside, run
 
 # --- checksums ----------------------------------------------------------------------------
@@ -89,11 +90,6 @@ ETH_HLEN = 14
 SOL_PACKET = 263
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
-VNET_HDR = struct.Struct("<BBHHHH")     # flags, gso_type, hdr_len, gso_size, csum_start/offset
-VNET_F_NEEDS_CSUM = 1
-GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4 = 0, 1, 3, 4, 5
-GSO_ECN = 0x80
-PLAIN = bytes(VNET_HDR.size)            # "no GSO, checksums complete": a plain frame
 FRAME_BUF = 1 << 18                     # larger than any GSO frame (64 KiB of IP)
 BURST = 64                              # frames read from one side before looking again
 HOLD = 0.005                            # seconds: a held frame goes out after the next
@@ -195,7 +191,50 @@ def complete_checksum(frame: bytes | memoryview, start: int, offset: int) -> byt
     return bytes(f)
 
 
-class Relay:
+class _LoopThread:
+    """What Relay and PlainProxy share: a daemon thread running `_loop` until `_stopping`,
+    its traceback in `error` if it died, and use as a context manager."""
+
+    error: str | None = None
+    _thread: threading.Thread | None = None
+    _stopping = False
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _launch(self, name: str) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _halt(self) -> None:
+        """Stop the thread and wait for it (its loop polls at least every 50 ms)."""
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            self.error = traceback.format_exc()
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class Relay(_LoopThread):
     """Copies frames between interfaces `left` and `right` of the namespace at `netns_path`,
     dropping `drop` and reordering `reorder` of the IPv4 frames (fractions, per datagram after
     GSO frames are cut), decided by `random.Random(seed)`. `stats` counts what it did; `error`
@@ -214,17 +253,7 @@ class Relay:
         self.bad_inner: list[str] = []          # the first few inner packets that were wrong
         self.send_errnos: set[str] = set()
         self.arp_by_side = {left: 0, right: 0}
-        self.error: str | None = None
         self._socks: list[socket.socket] = []
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    def __enter__(self) -> Relay:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         with inside(self.netns_path):
@@ -236,23 +265,13 @@ class Relay:
                 s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)      # SO_RCVBUFFORCE
                 s.bind((name, ETH_P_ALL))
                 s.setblocking(False)
-        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
-        self._thread.start()
+        self._launch("relay")
 
     def stop(self) -> None:
-        self._stopping = True
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._halt()
         for s in self._socks:
             s.close()
         self._socks.clear()
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException:
-            self.error = traceback.format_exc()
 
     def _ours(self, d: bytes | memoryview) -> bool:
         """An IPv4 UDP datagram to or from the backends' port (the wire format)."""
@@ -277,15 +296,16 @@ class Relay:
         poller = select.poll()
         for s in self._socks:
             poller.register(s, select.POLLIN)
-        unpack = VNET_HDR.unpack_from
+        unpack = vnet.unpack_from
 
-        def send(out: socket.socket, frame: bytes | memoryview, vnet: bytes = PLAIN) -> None:
+        def send(out: socket.socket, frame: bytes | memoryview,
+                 header: bytes = vnet.PLAIN) -> None:
             # A veth whose peer has GRO on queues frames for the peer's NAPI poll; when that
             # queue is full the send fails (ENOBUFS). Wait for it rather than lose the frame:
             # the relay's losses are the ones it decides.
             for _ in range(SEND_TRIES):
                 try:
-                    out.sendmsg([vnet, frame])
+                    out.sendmsg([header, frame])
                     return
                 except (BlockingIOError, InterruptedError):
                     pass
@@ -316,27 +336,27 @@ class Relay:
                         break
                     st["frames"] += 1
                     flags, gso_type, _, gso_size, csum_start, csum_off = unpack(buf)
-                    frame = view[VNET_HDR.size:n]
+                    frame = view[vnet.SIZE:n]
                     ethertype = int.from_bytes(frame[12:14], "big")
-                    gso_type &= ~GSO_ECN
+                    gso_type &= ~vnet.GSO_ECN
                     if ethertype != ETH_P_IP:
                         if ethertype == ETH_P_ARP:
                             st["arp"] += 1
                             self.arp_by_side[names[fd]] += 1
                         else:
                             st["other"] += 1
-                        send(out, frame, bytes(buf[:VNET_HDR.size]))    # as it came
+                        send(out, frame, bytes(buf[:vnet.SIZE]))    # as it came
                         continue
-                    if gso_type == GSO_UDP_L4:
+                    if gso_type == vnet.GSO_UDP_L4:
                         st["gso_frames"] += 1
                         datagrams = split_udp_gso(frame, gso_size)
-                    elif gso_type != GSO_NONE:
+                    elif gso_type != vnet.GSO_NONE:
                         # Not expected on this underlay (only UDP crosses it): passed on
                         # whole, header and all, and counted.
                         st["other_gso"] += 1
-                        send(out, frame, bytes(buf[:VNET_HDR.size]))
+                        send(out, frame, bytes(buf[:vnet.SIZE]))
                         continue
-                    elif flags & VNET_F_NEEDS_CSUM:
+                    elif flags & vnet.F_NEEDS_CSUM:
                         st["checksums_completed"] += 1
                         datagrams = [complete_checksum(frame, csum_start, csum_off)]
                     else:
@@ -381,7 +401,7 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 
 
-class PlainProxy:
+class PlainProxy(_LoopThread):
     """The stand-in for flannel's udp proxy on the node in namespace `netns` (a name): makes
     the tun `tun_name` as flannel does (`address`/32, `mtu`, up, a route for `network`),
     binds UDP `bind`, and moves packets unchanged: tun -> the `peers` entry (subnet ->
@@ -397,18 +417,8 @@ class PlainProxy:
         self.peers = [(int(net.network_address), int(net.netmask), peer)
                       for net, peer in peers.items()]
         self.stats = dict.fromkeys(("to_udp", "to_tun", "no_peer", "truncated", "errors"), 0)
-        self.error: str | None = None
         self._tun = -1
         self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    def __enter__(self) -> PlainProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         try:
@@ -428,14 +438,10 @@ class PlainProxy:
         except BaseException:
             self.stop()
             raise
-        self._thread = threading.Thread(target=self._run, name="plain-proxy", daemon=True)
-        self._thread.start()
+        self._launch("plain-proxy")
 
     def stop(self) -> None:
-        self._stopping = True
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._halt()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -451,12 +457,6 @@ class PlainProxy:
             if dst & mask == net:
                 return peer
         return None
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except BaseException:
-            self.error = traceback.format_exc()
 
     def _loop(self) -> None:
         tun, sock, st, mtu = self._tun, self._sock, self.stats, self.mtu

@@ -5,6 +5,7 @@ with the word-by-word checksum of test_packet."""
 from __future__ import annotations
 
 import struct
+from collections import namedtuple
 
 import pytest
 from hypothesis import assume, given, settings
@@ -16,6 +17,12 @@ from flanneld.core.packet import check_ipv4, finish_checksum, ones_sum
 from .test_packet import build, reference_checksum
 
 SRC, DST = 0x0AF40102, 0x0AF40207
+Header = namedtuple("Header", "flags gso_type hdr_len gso_size csum_start csum_offset")
+
+
+def parse(buf: bytes) -> Header:
+    """A virtio-net header, by field."""
+    return Header(*vnet.unpack_from(buf))
 ACK, PSH, FIN, SYN, RST, URG, ECE, CWR = 0x10, 0x08, 0x01, 0x02, 0x04, 0x20, 0x40, 0x80
 TIMESTAMPS = b"\x01\x01\x08\x0a" + struct.pack("!II", 0x01020304, 0x0A0B0C0D)
 SACK = b"\x01\x01\x05\x0a" + struct.pack("!II", 1000, 2000)
@@ -181,7 +188,7 @@ def flat(write: list) -> bytes:
 
 def expand(write: list) -> list[bytes]:
     """The packets a coalesced write stands for, as the kernel would segment it again."""
-    header = vnet.parse(write[0])
+    header = parse(write[0])
     if header.gso_type == vnet.GSO_NONE:
         return [flat(write[1:])]
     assert header.flags == vnet.F_NEEDS_CSUM and header.csum_start == 20
@@ -211,7 +218,7 @@ def test_segmenting_then_coalescing_gives_back_the_super_packet(
         return
     (write,) = writes
     assert merged == len(wire)
-    assert vnet.parse(write[0]).gso_size == mss
+    assert parse(write[0]).gso_size == mss
     got = flat(write[1:])
     assert got[:36] == bytes(sp[:36]) and got[38:] == bytes(sp[38:])
     assert expand(write) == wire
@@ -291,7 +298,7 @@ def test_a_segment_whose_checksum_fails_is_never_coalesced(index: int,
     packets = run_of(4)
     packets[index] = corrupt(packets[index])
     writes, _ = gro.coalesce(views(packets))
-    assert [len(expand(w)) if vnet.parse(w[0]).gso_type else 1 for w in writes] == expected
+    assert [len(expand(w)) if parse(w[0]).gso_type else 1 for w in writes] == expected
     bad = [w for w in writes if flat(w[1:]) == packets[index]]
     assert len(bad) == 1 and bad[0][0] == vnet.PLAIN     # written as it came: the kernel drops it
 
@@ -338,16 +345,14 @@ def test_coalesce_never_raises_on_checked_packets(raw: list[bytes]) -> None:
     packets = [p for p in (build(SRC, DST, proto=6, payload=r) for r in raw)
                if check_ipv4(p) is None]
     writes, _ = gro.coalesce(views(packets))
-    assert sum(len(expand(w)) if vnet.parse(w[0]).gso_type else 1 for w in writes) \
+    assert sum(len(expand(w)) if parse(w[0]).gso_type else 1 for w in writes) \
         >= len(writes)
 
 
-def test_vnet_header_round_trips() -> None:
-    header = vnet.VnetHeader(vnet.F_NEEDS_CSUM, vnet.GSO_TCPV4, 52, 1420, 20, 16)
-    assert vnet.parse(header.pack()) == header
-    assert len(header.pack()) == vnet.SIZE
-    assert vnet.parse(vnet.tcp4_gso(52, 1420)) == header
-    assert vnet.parse(vnet.PLAIN) == vnet.VnetHeader()
+def test_the_vnet_headers_written() -> None:
+    assert parse(vnet.tcp4_gso(52, 1420)) == (vnet.F_NEEDS_CSUM, vnet.GSO_TCPV4, 52, 1420, 20,
+                                              16)
+    assert parse(vnet.PLAIN) == (0, vnet.GSO_NONE, 0, 0, 0, 0) and len(vnet.PLAIN) == vnet.SIZE
 
 
 @pytest.mark.parametrize("packet, expected", [
