@@ -28,7 +28,7 @@ down:
 cnitool: deps
 	$(PYTHON) -m tests.support.cnitool
 
-test: install
+test: install lint
 	$(PY) -m pytest -q
 
 # The shipped executables (PyInstaller onedir bundles), rebuilt only when an input changed.
@@ -42,6 +42,7 @@ bench: install build
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 install: deps $(STAMP)
 
