@@ -1,37 +1,27 @@
 """Acquiring, renewing and recovering this node's lease through a narrow registry.
 
-The choice of subnet is `core.lease_policy`'s; this module adds the round trips: list,
-choose, delete stale leases of this PublicIP, create atomically (or renew the one already
-held), and on a lost race list and choose again, at most RACE_RETRIES times. Unit tests
-drive it with an in-memory registry; the daemon with `io.etcd.EtcdRegistry`.
+The choice of subnet is `core.lease_policy`'s; this module adds the round trips through
+the registry's `LeaseStore` half: list, choose, delete stale leases of this PublicIP,
+create atomically (or renew the one already held), and on a lost race list and choose
+again, at most RACE_RETRIES times. Unit tests
+drive it with `io.memory.MemoryRegistry`; the daemon with `io.etcd.EtcdRegistry`.
 """
 
 from __future__ import annotations
 
 import logging
 from ipaddress import IPv4Address, IPv4Network
-from typing import Protocol
 
 from .core.config import NetworkConfig
 from .core.errors import LeaseConflict, LeaseLost
 from .core.lease import Lease
 from .core.lease_policy import RACE_RETRIES, RandomSource, choose_subnet
+from .core.registry import LeaseStore
 
 log = logging.getLogger("flanneld.lease")
 
 
-class Registry(Protocol):
-    """The lease operations the daemon needs of etcd."""
-
-    def list_leases(self) -> tuple[list[Lease], int]: ...
-    def create_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                     ttl: int | None) -> Lease: ...
-    def renew_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                    ttl: int | None) -> Lease: ...
-    def delete_lease(self, subnet: IPv4Network) -> None: ...
-
-
-def acquire(registry: Registry, config: NetworkConfig, public_ip: IPv4Address,
+def acquire(registry: LeaseStore, config: NetworkConfig, public_ip: IPv4Address,
             previous: IPv4Network | None, ttl: int, rng: RandomSource) -> Lease:
     """This node's lease, as flannel picks it. SubnetsExhausted when the network is full,
     LeaseConflict after RACE_RETRIES lost races; EtcdUnavailable passes through."""
@@ -59,7 +49,7 @@ def acquire(registry: Registry, config: NetworkConfig, public_ip: IPv4Address,
                         f"nodes {RACE_RETRIES} times in a row")
 
 
-def recover(registry: Registry, lease: Lease, ttl: int | None) -> Lease:
+def recover(registry: LeaseStore, lease: Lease, ttl: int | None) -> Lease:
     """Re-create this node's lease after its key vanished (deleted or expired).
 
     LeaseLost when another node holds the subnet now; EtcdUnavailable passes through."""

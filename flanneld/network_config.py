@@ -6,8 +6,8 @@ does the round trips through a narrow store: read the key; if it is absent, crea
 from the file's text in a transaction that succeeds only while the key does not exist,
 so that of several nodes starting together exactly one writes and the others get what
 it wrote. A config already in etcd is never overwritten; if it means another network
-than the file, a warning says how. Unit tests drive it with an in-memory store; the
-daemon with `io.etcd.EtcdRegistry`.
+than the file, a warning says how. Unit tests drive it with `io.memory.MemoryRegistry`; the
+daemon with `io.etcd.EtcdRegistry` (both `core.registry.ConfigStore`s).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from .core.config import NetworkConfig, differences, parse
 from .core.errors import ConfigError
+from .core.registry import ConfigStore
 
 log = logging.getLogger("flanneld")
 
@@ -30,13 +30,6 @@ class ConfigFile:
     path: str
     text: str
     config: NetworkConfig
-
-
-class ConfigStore(Protocol):
-    """The network config operations the daemon needs of etcd."""
-
-    def get_network_config(self) -> str | None: ...
-    def create_network_config(self, text: str) -> tuple[bool, str]: ...
 
 
 def read_file(path: str) -> ConfigFile:

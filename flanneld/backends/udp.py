@@ -48,8 +48,10 @@ import socket
 import struct
 import threading
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
 from ..core import vnet
+from ..core.backend import UDP, Backend
 from ..core.errors import ConfigError, FlannelError
 from ..core.gro import coalesce, may_extend
 from ..core.gso import SegmentError, complete_checksum, segment_tcp4
@@ -78,7 +80,6 @@ from .udp_send import DROP_SEND_ERROR, TrainSender
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8285
 MIN_MTU = 68                 # RFC 791: every IPv4 link must carry 68-byte packets
 BUFSIZE = 65536              # larger than any datagram, so none is truncated
 BATCH = 64                   # packets per direction per round (a round rereads the routes)
@@ -128,7 +129,8 @@ class UdpBackend:
     that moves packets between them, routing on a `Routes` snapshot swapped in by the daemon.
     """
 
-    OVERHEAD = 28            # IPv4 20 + UDP 8
+    kind = UDP
+    OVERHEAD = UDP.overhead  # IPv4 20 + UDP 8
 
     def __init__(self, *, iface_addr: IPv4Address, iface_mtu: int, port: int,
                  network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0",
@@ -280,6 +282,10 @@ class UdpBackend:
         byte counts are published once per round (at most 2 * BATCH packets) and when the
         loop idles."""
         return dict(self._counts)
+
+    def gauges(self) -> dict[str, int]:
+        """udp_offload_<feature>: 1 for each offload in use (OFFLOADS), else 0."""
+        return {f"udp_offload_{name}": int(on) for name, on in self.offloads.items()}
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -681,3 +687,8 @@ def _describe(offloads: dict[str, bool], wanted: bool) -> str:
     on = [name for name, state in offloads.items() if state]
     off = [name for name, state in offloads.items() if not state]
     return (", ".join(on) or "none") + (f" (not available: {', '.join(off)})" if off else "")
+
+
+if TYPE_CHECKING:  # the protocol, checked statically
+    _: Backend = UdpBackend(iface_addr=IPv4Address(0), iface_mtu=1500, port=UDP.default_port,
+                            network=IPv4Network("10.0.0.0/8"), subnet=IPv4Network("10.1.0.0/24"))

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from typing import Any
 
+from .backend import KINDS, UDP
 from .errors import ConfigError
 
-DEFAULT_BACKEND = "udp"
-DEFAULT_UDP_PORT = 8285
-BACKENDS = ("udp",)
+DEFAULT_BACKEND = UDP  # flannel's default Backend.Type
 
 
 @dataclass(frozen=True)
@@ -109,22 +108,23 @@ def _subnet_len(obj: dict, network: IPv4Network) -> int:
     return length
 
 
-def _backend(obj: dict) -> tuple[str, int]:
+def _backend(obj: dict[str, Any]) -> tuple[str, int]:
     backend = _get(obj, "Backend", dict, "an object")
     if backend is None:
-        return DEFAULT_BACKEND, DEFAULT_UDP_PORT
-    kind = _get(backend, "Type", str, "a string")
-    if not kind:
-        raise _bad(f"Backend.Type is missing; only {', '.join(BACKENDS)} is available")
-    if kind.lower() not in BACKENDS:
-        raise _bad(f"backend type {kind!r} is not supported; only "
-                   f"{', '.join(BACKENDS)} is available")
+        return DEFAULT_BACKEND.name, DEFAULT_BACKEND.default_port
+    name = _get(backend, "Type", str, "a string")
+    known = ", ".join(KINDS)
+    if not name:
+        raise _bad(f"Backend.Type is missing; only {known} is available")
+    kind = KINDS.get(name.lower())
+    if kind is None:
+        raise _bad(f"backend type {name!r} is not supported; only {known} is available")
     port = _get(backend, "Port", int, "an integer")
     if port is None or port == 0:  # 0 is Go's zero value: the default
-        port = DEFAULT_UDP_PORT
+        port = kind.default_port
     if not 1 <= port <= 65535:
         raise _bad(f"Backend.Port {port} is not a UDP port (1..65535)")
-    return kind.lower(), port
+    return kind.name, port
 
 
 def parse(text: str | bytes) -> NetworkConfig:

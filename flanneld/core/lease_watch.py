@@ -9,7 +9,7 @@ The data plane routes on an immutable snapshot built from the table (`routes.Rou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Literal
@@ -37,6 +37,25 @@ class Delete:
     """A watch DELETE of a lease key (explicit delete or etcd lease expiry)."""
 
     subnet: IPv4Network
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    """One watch response: its lease changes in order (unparsable keys skipped, logged)."""
+
+    changes: tuple[Put | Delete, ...]
+    revision: int  # header revision of the response
+
+
+@dataclass(frozen=True)
+class WatchBroken:
+    """The watch ended; the caller lists again and watches from the new revision + 1."""
+
+    compacted: bool  # True: the start revision was compacted away
+    reason: str
+
+
+Sink = Callable[[WatchBatch | WatchBroken], None]
 
 
 class LeaseTable:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import grpc
@@ -39,7 +40,8 @@ from pyetcd.watch import WatchResponse
 
 from ..core.errors import ConfigError, EtcdUnavailable, LeaseConflict, LeaseFormatError
 from ..core.lease import Lease, decode_lease, encode_attrs, parse_subnet_key, subnet_key
-from ..core.lease_watch import Delete, Put
+from ..core.lease_watch import Delete, Put, Sink, WatchBatch, WatchBroken
+from ..core.registry import Registry
 
 log = logging.getLogger("flanneld.etcd")
 
@@ -66,25 +68,6 @@ class EtcdOptions:
     keyfile: str | None = None
     username: str | None = None
     password: str | None = None
-
-
-@dataclass(frozen=True)
-class WatchBatch:
-    """One watch response: its lease changes in order (unparsable keys skipped, logged)."""
-
-    changes: tuple[Put | Delete, ...]
-    revision: int  # header revision of the response
-
-
-@dataclass(frozen=True)
-class WatchBroken:
-    """The watch ended; the caller lists again and watches from the new revision + 1."""
-
-    compacted: bool  # True: the start revision was compacted away
-    reason: str
-
-
-Sink = Callable[[WatchBatch | WatchBroken], None]
 
 
 def join_key(*parts: str) -> str:
@@ -428,3 +411,7 @@ class _Watch:
                 self._sink(item)
             except Exception:
                 log.exception("the lease watch sink failed on %r", item)
+
+
+if TYPE_CHECKING:  # the protocol, checked statically
+    _: Registry = EtcdRegistry(EtcdOptions())

@@ -1,10 +1,14 @@
-"""The plugin's integration tests run twice: against the virtualenv's executable and the build."""
+"""The plugin's integration tests run twice: against the virtualenv's executable and the
+build. The etcd fixtures (a real etcd in a namespace, registries talking to it) come from
+etcd_worker.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+
+from .etcd_worker import etcd, make_etcd, open_registry, prefix, registry  # noqa: F401
 
 
 @pytest.fixture(scope="module", params=["venv", "built"])

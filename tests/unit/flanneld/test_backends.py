@@ -9,9 +9,10 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from flanneld.backends import BACKENDS, create
+from flanneld.backends import IMPLEMENTATIONS, create
 from flanneld.backends.udp import DROP_REASONS, OFFLOAD_COUNTERS, OFFLOADS, UdpBackend
 from flanneld.core import packet
+from flanneld.core.backend import KINDS, UDP
 from flanneld.core.errors import ConfigError, FlannelError
 from flanneld.core.lease import Lease
 from flanneld.core.routes import Routes
@@ -21,17 +22,12 @@ ARGS = dict(iface_addr=IPv4Address("192.168.1.1"), iface_mtu=1500, port=8285,
             network=IPv4Network("10.244.0.0/16"), subnet=IPv4Network("10.244.1.0/24"))
 
 
-def test_the_registry_knows_udp_by_name() -> None:
-    assert BACKENDS == {"udp": UdpBackend}
-    for name in ("udp", "UDP"):
-        backend = create(name, **ARGS)
-        assert isinstance(backend, UdpBackend) and backend.tun_name == "flannel0"
-
-
-@pytest.mark.parametrize("name", ["vxlan", "host-gw", ""])
-def test_an_unknown_backend_is_a_config_error(name: str) -> None:
-    with pytest.raises(ConfigError, match=f"backend type {name!r} is not supported; known: udp"):
-        create(name, **ARGS)
+def test_every_kind_has_one_implementation_and_udp_is_known_by_name() -> None:
+    assert set(IMPLEMENTATIONS) == set(KINDS.values())
+    assert all(cls.kind is kind for kind, cls in IMPLEMENTATIONS.items())
+    assert KINDS == {"udp": UDP} and IMPLEMENTATIONS == {UDP: UdpBackend}
+    backend = create("udp", **ARGS)
+    assert isinstance(backend, UdpBackend) and backend.tun_name == "flannel0"
 
 
 def test_mtu_is_the_underlay_minus_28() -> None:

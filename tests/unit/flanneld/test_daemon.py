@@ -1,243 +1,157 @@
-"""flanneld.daemon's watch handling, driven with an in-memory registry, a fake backend and
-a fake clock: re-listing after a compaction, backoff while etcd is away (forwarding to the
-last known peers), its own lease deleted (re-created) or taken (LeaseLost); health and
-metrics while the tun device is gone; the subnet file written again when it vanishes."""
+"""flanneld.daemon, the shell around the control core, run for real against the in-memory
+registry and a fake backend (the decisions themselves are test_control.py's): start-up,
+routes from the listing and the watch, its own lease re-created, the subnet file written
+again (also when a FIFO took its place), health and metrics, a clean stop, and the fatal
+exits."""
 
 from __future__ import annotations
 
-import logging
 import os
+import threading
+import time
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
+from flanneld.core.config import parse as parse_config
 from flanneld.core.errors import LeaseLost
-from flanneld.core.lease import Lease
-from flanneld.core.lease_watch import Delete, LeaseTable, Put
-from flanneld.core.routes import Routes
 from flanneld.core.subnet_file import render
-from flanneld.daemon import BACKOFF_MAX, BACKOFF_MIN, LIVENESS_CHECK, Daemon
-from flanneld.io.etcd import WatchBatch, WatchBroken
+from flanneld.daemon import Daemon
+from flanneld.network_config import ConfigFile
 from flanneld.options import parse
 
-from .fakes import MemoryRegistry
+from .fakes import FakeBackend, MemoryRegistry
 
-ME, PEER = IPv4Address("192.168.1.10"), IPv4Address("192.168.1.20")
-OWN, OTHER = IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24")
-
-
-class FakeBackend:
-    def __init__(self) -> None:
-        self.routes = Routes.EMPTY
-        self.problem: str | None = None
-        self.offloads = {"tun_tso": True, "udp_gro": False}
-
-    def set_routes(self, routes: Routes) -> None:
-        self.routes = routes
-
-    def alive(self) -> bool:
-        return True
-
-    def tun_problem(self) -> str | None:
-        return self.problem
-
-    def counters(self) -> dict[str, int]:
-        return {"tun_recreated": 1}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Daemon:
-    reg = MemoryRegistry()
-    reg.leases[OWN] = Lease(OWN, ME, 2000.0)
-    reg.leases[OTHER] = Lease(OTHER, PEER, 2000.0)
-    d = Daemon(parse(["--subnet-lease-ttl=60", f"--subnet-file={tmp_path}/subnet.env"], {}),
-               reg, clock=Clock())
-    d.lease, d.port, d.table = reg.leases[OWN], 8285, LeaseTable(OWN)
-    d.backend = FakeBackend()
-    d.deadlines["watch"] = 0.0
-    d._due_watch()
-    return d
-
-
-def delivered(d: Daemon) -> list:
-    """What the watch sink put on the queue, tagged with its generation."""
-    out = []
-    while not d.events.empty():
-        out.append(d.events.get())
-    return out
-
-
-def test_the_first_listing_routes_to_peers_and_watches_from_the_next_revision(daemon) -> None:
-    reg = daemon.registry
-    assert daemon.backend.routes.peers == {str(PEER)}
-    assert reg.watches[-1][0] == reg.revision + 1 and "watch" not in daemon.deadlines
-
-
-def test_watch_batches_change_the_routes(daemon) -> None:
-    third = Lease(IPv4Network("10.244.3.0/24"), IPv4Address("192.168.1.30"), 3000.0)
-    daemon._on_batch(WatchBatch((Put(third), Delete(OTHER)), 9))
-    assert daemon.backend.routes.peers == {"192.168.1.30"}
-    assert daemon.backend.routes.lookup(int(IPv4Address("10.244.3.7"))) == ("192.168.1.30", 8285)
-
-
-def test_a_compacted_watch_relists_at_once(daemon) -> None:
-    reg = daemon.registry
-    reg.leases.pop(OTHER)  # changed while the watch was behind
-    daemon._on_broken(WatchBroken(compacted=True, reason="compacted at 7"))
-    assert daemon.deadlines["watch"] <= daemon.clock()
-    daemon._due_watch()
-    assert daemon.backend.routes.peers == frozenset() and len(reg.watches) == 2
-
-
-def test_etcd_away_keeps_the_last_peers_and_backs_off(daemon) -> None:
-    reg = daemon.registry
-    sink = reg.watches[-1][1]
-    sink(WatchBroken(compacted=False, reason="connection reset"))
-    [(gen, message)] = delivered(daemon)
-    assert gen == daemon.watch_gen
-    daemon._on_broken(message)
-    reg.down = True
-    delays = []
-    for _ in range(8):
-        daemon.clock.now = daemon.deadlines["watch"]
-        before = daemon.clock.now
-        daemon._due_watch()
-        delays.append(daemon.deadlines["watch"] - before)
-    assert delays[0] == pytest.approx(BACKOFF_MIN * 2) and delays[-1] == BACKOFF_MAX
-    assert daemon.backend.routes.peers == {str(PEER)} and not daemon.etcd_ok
-    reg.down = False
-    daemon._due_watch()
-    assert daemon.etcd_ok and daemon.backoff == BACKOFF_MIN and "watch" not in daemon.deadlines
-
-
-def test_messages_from_a_cancelled_watch_are_ignored(daemon) -> None:
-    old_sink = daemon.registry.watches[-1][1]
-    daemon.deadlines["watch"] = daemon.clock()
-    daemon._due_watch()  # a new watch; the old one is cancelled
-    old_sink(WatchBatch((Delete(OTHER),), 99))
-    [(gen, _)] = delivered(daemon)
-    assert gen != daemon.watch_gen
-
-
-def test_own_lease_deleted_is_recreated(daemon) -> None:
-    reg = daemon.registry
-    reg.leases.pop(OWN)
-    daemon._on_batch(WatchBatch((Delete(OWN),), 10))
-    assert reg.leases[OWN].public_ip == ME and daemon.lease.expiration == 1000.0 + 60
-    assert daemon.deadlines["renew"] == 1000.0 + 60 - 30  # short TTL: renew at half-life
-
-
-def test_own_lease_missing_from_a_listing_is_recreated(daemon) -> None:
-    reg = daemon.registry
-    reg.leases.pop(OWN)
-    daemon.deadlines["watch"] = daemon.clock()
-    daemon._due_watch()
-    assert reg.leases[OWN].public_ip == ME
-
-
-def test_own_subnet_taken_by_another_node_is_fatal(daemon) -> None:
-    with pytest.raises(LeaseLost, match="now belongs to 192.168.1.20"):
-        daemon._on_batch(WatchBatch((Put(Lease(OWN, PEER, 5000.0)),), 11))
-
-
-def test_recreating_while_etcd_is_away_waits_for_the_relist(daemon) -> None:
-    reg = daemon.registry
-    reg.leases.pop(OWN)
-    reg.down = True
-    daemon._on_batch(WatchBatch((Delete(OWN),), 12))
-    assert "watch" in daemon.deadlines and not daemon.etcd_ok
-    reg.down = False
-    daemon.clock.now = daemon.deadlines["watch"]
-    daemon._due_watch()
-    assert reg.leases[OWN].public_ip == ME and daemon.etcd_ok
-
-
-def test_health(daemon) -> None:
-    assert daemon.health() is None
-    daemon.clock.now = 2000.0
-    assert "has expired" in daemon.health()
-
-
-def test_health_names_a_lost_tun_device_and_metrics_say_it_is_down(daemon) -> None:
-    gone = "tun device flannel0 is gone; re-creating it: cannot open tun device flannel0: x"
-    assert "flanneld_tun_up 1" in daemon.metrics().splitlines()
-    daemon.backend.problem = gone
-    assert daemon.health() == gone
-    lines = daemon.metrics().splitlines()
-    assert "flanneld_tun_up 0" in lines and "flanneld_udp_tun_recreated_total 1" in lines
-    daemon.backend.problem = None
-    assert daemon.health() is None
-
-
-def test_metrics_say_which_offloads_are_on(daemon) -> None:
-    lines = daemon.metrics().splitlines()
-    assert "flanneld_udp_offload_tun_tso 1" in lines
-    assert "flanneld_udp_offload_udp_gro 0" in lines
-
-
+ME, PEER, THIRD = (IPv4Address(f"192.168.1.{i}") for i in (10, 20, 30))
+OWN, OTHER, NEW = (IPv4Network(f"10.244.{i}.0/24") for i in (1, 2, 3))
+CONFIG = '{"Network": "10.244.0.0/16"}'
 WRITTEN = render(IPv4Network("10.244.0.0/16"), OWN, 1472, False)
 
 
+def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {check}")
+        time.sleep(0.02)
+
+
+class Running:
+    """A daemon's run() on a thread: its result or exception once it ends."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.result: int | BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.daemon.run()
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            self.result = e
+
+    def stop(self) -> int | BaseException | None:
+        self.daemon.request_stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return self.result
+
+
 @pytest.fixture
-def written(daemon) -> Path:
-    """The subnet file as run() leaves it."""
-    path = Path(daemon.opts.subnet_file)
-    daemon.subnet_text = WRITTEN
-    path.write_text(WRITTEN)
-    return path
+def start(tmp_path: Path) -> Iterator[Callable[..., tuple[Running, FakeBackend]]]:
+    started: list[Running] = []
+
+    def start(registry: MemoryRegistry, *flags: str, config_file: ConfigFile | None = None
+              ) -> tuple[Running, FakeBackend]:
+        backend = FakeBackend()
+        opts = parse(["--iface=lo", f"--public-ip={ME}", "--iptables-forward-rules=false",
+                      "--subnet-lease-ttl=60", f"--subnet-file={tmp_path}/subnet.env",
+                      *flags], {})
+        daemon = Daemon(opts, registry, config_file=config_file,
+                        make_backend=lambda *args, **kw: backend)
+        started.append(Running(daemon))
+        return started[-1], backend
+
+    yield start
+    for running in started:
+        running.stop()
 
 
-def test_the_liveness_check_rewrites_a_deleted_subnet_file(daemon, written, caplog) -> None:
-    written.unlink()
-    daemon._due_liveness()
-    assert written.read_text() == WRITTEN
-    assert f"the subnet file {written} was missing; wrote it again" in caplog.text
-    assert daemon.deadlines["liveness"] == daemon.clock() + LIVENESS_CHECK
+def registry_with_peer() -> MemoryRegistry:
+    registry = MemoryRegistry(now=time.monotonic())
+    registry.config = CONFIG
+    registry.renew_lease(OTHER, PEER, 3600)
+    registry.renew_lease(OWN, ME, 3600)  # the lease it held before, reused
+    return registry
 
 
-@pytest.mark.parametrize("edit", [lambda t: t.replace("1472", "1400"),
-                                  lambda t: t.replace("\n", "\r\n"), lambda t: ""])
-def test_a_changed_subnet_file_is_written_back(daemon, written, caplog, edit) -> None:
-    written.write_bytes(edit(WRITTEN).encode())
-    daemon._due_liveness()
-    assert written.read_bytes() == WRITTEN.encode()
-    assert "had been changed; wrote it again" in caplog.text
+def test_a_daemon_runs_follows_etcd_keeps_its_subnet_file_and_stops(start, tmp_path) -> None:
+    registry = registry_with_peer()
+    running, backend = start(registry)
+    subnet_file = tmp_path / "subnet.env"
+    eventually(lambda: subnet_file.exists() and backend.routes.peers == {str(PEER)})
+    assert subnet_file.read_text() == WRITTEN and backend.running
+    daemon = running.daemon
+    assert daemon.health() is None and daemon.peer_list() == [
+        {"subnet": str(OTHER), "public_ip": str(PEER)}]
+
+    registry.now = time.monotonic()
+    registry.create_lease(NEW, THIRD, 3600)                   # the watch brings it
+    eventually(lambda: backend.routes.peers == {str(PEER), str(THIRD)})
+    registry.delete_lease(OTHER)
+    eventually(lambda: backend.routes.peers == {str(THIRD)})
+    registry.delete_lease(OWN)                                # re-created from the watch
+    eventually(lambda: OWN in registry.leases and registry.leases[OWN].public_ip == ME)
+
+    subnet_file.unlink()
+    os.mkfifo(subnet_file)        # opened plainly, reading it would wait forever
+    eventually(lambda: subnet_file.is_file() and subnet_file.read_text() == WRITTEN)
+
+    gone = "tun device flannel0 is gone; re-creating it: cannot open tun device flannel0: x"
+    backend.problem = gone
+    assert daemon.health() == gone
+    lines = daemon.metrics().splitlines()
+    assert "flanneld_tun_up 0" in lines and "flanneld_udp_tun_recreated_total 1" in lines
+    assert "flanneld_udp_offload_tun_tso 1" in lines and "flanneld_peers 1" in lines
+    assert running.stop() == 0 and not backend.running
+    assert registry.leases[OWN].public_ip == ME               # a stop keeps the lease
 
 
-def test_a_fifo_in_place_of_the_subnet_file_neither_stalls_the_loop_nor_stays(
-        daemon, written, caplog) -> None:
-    written.unlink()
-    os.mkfifo(written)                 # opened plainly, reading it would wait forever
-    daemon._due_liveness()
-    assert written.read_bytes() == WRITTEN.encode()
-    assert "had been changed; wrote it again" in caplog.text
+def test_the_daemon_starts_from_the_config_file_without_waiting(start, tmp_path) -> None:
+    registry = MemoryRegistry(now=time.monotonic())
+    file = ConfigFile("/etc/kube-pyflannel/net-conf.json", CONFIG, parse_config(CONFIG))
+    start(registry, config_file=file)
+    eventually(lambda: (tmp_path / "subnet.env").exists())
+    assert registry.config == CONFIG and registry.calls[:2] == ["get config", "create config"]
 
 
-def test_an_intact_subnet_file_is_left_alone(daemon, written, caplog) -> None:
-    before = os.stat(written)
-    daemon._due_liveness()
-    after = os.stat(written)
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert caplog.text == ""
+def test_etcd_away_at_start_is_waited_for(start, tmp_path) -> None:
+    registry = registry_with_peer()
+    registry.down = True
+    _, backend = start(registry)
+    time.sleep(0.5)
+    assert not backend.running and registry.calls.count("get config") >= 2
+    registry.down = False
+    eventually(lambda: (tmp_path / "subnet.env").exists() and backend.running)
 
 
-def test_a_subnet_file_that_cannot_be_written_is_logged_once(daemon, written, caplog) -> None:
-    written.unlink()
-    written.mkdir()                      # a directory in its place: even root cannot read it
-    caplog.set_level(logging.ERROR)
-    daemon._due_liveness()
-    daemon._due_liveness()
-    errors = [r for r in caplog.records if "cannot check or write the subnet file" in r.message]
-    assert len(errors) == 1 and "Is a directory; trying again every 1 s" in errors[0].message
-    written.rmdir()
-    daemon._due_liveness()
-    assert written.read_text() == WRITTEN and daemon.subnet_file_error is None
+def test_its_subnet_taken_by_another_node_ends_the_run_with_lease_lost(start) -> None:
+    registry = registry_with_peer()
+    running, backend = start(registry)
+    eventually(lambda: backend.routes.peers == {str(PEER)})
+    registry.now = time.monotonic()
+    registry.renew_lease(OWN, THIRD, 3600)
+    running.thread.join(5)
+    assert isinstance(running.result, LeaseLost) and not backend.running
+    assert "now belongs to 192.168.1.30" in str(running.result)
+
+
+def test_a_stop_while_waiting_for_the_config_exits_cleanly(start) -> None:
+    running, backend = start(MemoryRegistry(now=time.monotonic()))
+    time.sleep(0.2)
+    assert running.stop() == 0 and not backend.running
+    assert running.daemon.control.lease is None
+

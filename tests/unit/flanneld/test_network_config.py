@@ -12,9 +12,7 @@ import pytest
 from flanneld import __main__ as entry
 from flanneld.core.config import parse
 from flanneld.core.errors import ConfigError, EtcdUnavailable
-from flanneld.daemon import Daemon
 from flanneld.network_config import ConfigFile, fetch, read_file
-from flanneld.options import parse as parse_options
 
 from .fakes import MemoryRegistry
 
@@ -133,13 +131,6 @@ def test_etcd_unavailable_passes_through() -> None:
     with pytest.raises(EtcdUnavailable):
         fetch(store, config_file(), KEY)
     assert store.config is None
-
-
-def test_the_daemon_starts_from_the_file_without_waiting() -> None:
-    store = MemoryRegistry()
-    daemon = Daemon(parse_options([], {}), store, config_file=config_file())
-    assert daemon._config() == parse(FILE_TEXT)
-    assert store.config == FILE_TEXT
 
 
 def test_a_bad_file_exits_2_before_etcd_is_touched(tmp_path: Path, monkeypatch,
