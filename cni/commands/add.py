@@ -5,29 +5,30 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ..core.attachment import Record
+from ..core.attachment import Attachment, Record
 from ..core.ipam import allocate, release
-from ..core.netconf import Attachment, NetConf
+from ..core.netconf import NetConf
 from ..core.plan import Built, add_result, plan_add
 from ..core.skel import Invocation
-from ..io import link, masq, netns
-from ..io.store import DiskStore
-from .subnet import load
+from ..io import link, masq, netns, subnet_file
+from ..io.records import RecordStore
+from ..io.store import IPStore, StateDir
 
 
 def run(inv: Invocation, conf: NetConf) -> dict:
-    env = load(conf.subnet_file)
+    env = subnet_file.load(conf.subnet_file)
     owner = Attachment(inv.container_id, inv.ifname)
     plan = plan_add(conf, env, owner, inv.args)
     pod_fd = netns.open_netns(inv.netns)
-    store = DiskStore(conf.data_dir, conf.name)
+    state = StateDir(conf.data_dir, conf.name)
+    ips, records = IPStore(state), RecordStore(state)
     undo: list[Callable[[], object]] = []
     try:
-        with store.locked():
-            ip = allocate(store, env.subnet, env.gateway, owner, plan.requested)
-            undo.append(lambda: _release(store, owner))
-            store.write_record(Record(owner, inv.netns, plan.pod_address(ip), plan.host_veth,
-                                      plan.bridge, plan.masq_chain))
+        with state.locked():
+            ip = allocate(ips, env.subnet, env.gateway, owner, plan.requested)
+            undo.append(lambda: _release(state, owner))
+            records.write(Record(owner, inv.netns, plan.pod_address(ip), plan.host_veth,
+                                 plan.bridge, plan.masq_chain))
         host = link.IPRoute()
         pod = link.pod_socket(pod_fd, inv.netns)
         bridge = link.ensure_bridge(host, plan.bridge, plan.mtu, plan.gateway, plan.networks)
@@ -58,7 +59,7 @@ def run(inv: Invocation, conf: NetConf) -> dict:
         os.close(pod_fd)
 
 
-def _release(store: DiskStore, owner: Attachment) -> None:
-    with store.locked():
-        release(store, owner)
-        store.remove_record(owner)
+def _release(state: StateDir, owner: Attachment) -> None:
+    with state.locked():
+        release(IPStore(state), owner)
+        RecordStore(state).remove(owner)

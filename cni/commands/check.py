@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 
+from ..core.attachment import Attachment
 from ..core.errors import CHECK_FAILED, INVALID_NETWORK_CONFIG, CNIError
-from ..core.netconf import Attachment, NetConf
+from ..core.netconf import NetConf
 from ..core.result import from_json
 from ..core.skel import Invocation
 from ..io import link, masq, netns
-from ..io.store import DiskStore
+from ..io.records import RecordStore
+from ..io.store import IPStore, StateDir
 
 
 def _fail(msg: str, details: str = "") -> CNIError:
@@ -21,12 +23,13 @@ def run(inv: Invocation, conf: NetConf) -> None:
         raise CNIError(INVALID_NETWORK_CONFIG, "required prevResult missing")
     prev = from_json(conf.prev_result)
     owner = Attachment(inv.container_id, inv.ifname)
-    store = DiskStore(conf.data_dir, conf.name)
-    record = store.read_record(owner)
+    state = StateDir(conf.data_dir, conf.name)
+    records = RecordStore(state)
+    record = records.read(owner)
     if record is None:
         raise _fail(f"no attachment record for {inv.container_id}/{inv.ifname}",
-                    f"looked in {store.records}")
-    if store.reservations().get(record.address.ip) != owner:
+                    f"looked in {records.dir}")
+    if IPStore(state).reservations().get(record.address.ip) != owner:
         raise _fail(f"IP {record.address.ip} is not reserved for {inv.container_id}")
     pod_iface = next((i for i in prev.interfaces if i.name == inv.ifname and i.sandbox), None)
     if pod_iface is None:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from ..core.attachment import Attachment
 from ..core.ipam import release
-from ..core.netconf import Attachment, NetConf
+from ..core.netconf import NetConf
 from ..core.plan import host_veth_alias, host_veth_name, masq_chain_name
 from ..core.skel import Invocation
 from ..io import link, masq
-from ..io.store import DiskStore
+from ..io.records import RecordStore
+from ..io.store import IPStore, StateDir
 
 
 def run(inv: Invocation, conf: NetConf) -> None:
     owner = Attachment(inv.container_id, inv.ifname)
-    store = DiskStore(conf.data_dir, conf.name)
+    state = StateDir(conf.data_dir, conf.name)
+    records = RecordStore(state)
     alias = host_veth_alias(conf.name, owner)
-    if not store.exists():
+    if not state.exists():
         # Nothing was ever reserved here; still remove a veth a crashed ADD may have left.
         link.delete_host_veth(link.IPRoute(), host_veth_name(conf.name, owner), alias)
         return None
-    record = store.read_record(owner)
+    record = records.read(owner)
     link.delete_host_veth(link.IPRoute(),
                           record.host_veth if record else host_veth_name(conf.name, owner),
                           alias)
@@ -28,7 +31,7 @@ def run(inv: Invocation, conf: NetConf) -> None:
         chain = masq_chain_name(conf.name, owner) if conf.ip_masq is not False else None
     if chain:
         masq.teardown(chain)
-    with store.locked():
-        release(store, owner)
-        store.remove_record(owner)
+    with state.locked():
+        release(IPStore(state), owner)
+        records.remove(owner)
     return None

@@ -15,22 +15,24 @@ from ..core.netconf import NetConf
 from ..core.plan import host_veth_alias, is_network_alias
 from ..core.skel import Invocation
 from ..io import link, masq
-from ..io.store import DiskStore
+from ..io.records import RecordStore
+from ..io.store import IPStore, StateDir
 
 
 def run(inv: Invocation, conf: NetConf) -> None:
     valid = set(conf.valid_attachments or ())
     valid_aliases = {host_veth_alias(conf.name, owner) for owner in valid}
-    store = DiskStore(conf.data_dir, conf.name)
+    state = StateDir(conf.data_dir, conf.name)
+    ips, records = IPStore(state), RecordStore(state)
     errors: list[str] = []
     host = link.IPRoute()
     for view in link.all_links(host):
         if is_network_alias(view.alias, conf.name) and view.alias not in valid_aliases:
             _attempt(errors, lambda v=view: link.delete(host, v.name))
-    if not store.exists():
+    if not state.exists():
         return _report(errors)
     kept = set(valid)      # and the attachments whose veth or chain could not be removed
-    for record in store.all_records():
+    for record in records.all():
         if record.owner in valid:
             continue
         failed = len(errors)
@@ -40,12 +42,12 @@ def run(inv: Invocation, conf: NetConf) -> None:
             _attempt(errors, lambda r=record: masq.teardown(r.masq_chain))
         if len(errors) > failed:
             kept.add(record.owner)      # its record stays, for the next GC to try again
-    with store.locked():
-        for record in store.all_records():
+    with state.locked():
+        for record in records.all():
             if record.owner not in kept:
-                store.remove_record(record.owner)
-        for ip in stale(store, kept):
-            store.release(ip)
+                records.remove(record.owner)
+        for ip in stale(ips, kept):
+            ips.release(ip)
     return _report(errors)
 
 

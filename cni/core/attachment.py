@@ -1,4 +1,5 @@
-"""The record ADD keeps per attachment, so DEL, CHECK and GC work without the subnet file."""
+"""An attachment (container ID + interface name: what the runtime attaches to a network),
+and the record ADD keeps per attachment, so DEL, CHECK and GC work without the subnet file."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import json
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from .netconf import Attachment
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment, as CNI names it: CNI_CONTAINERID and CNI_IFNAME."""
+
+    container_id: str
+    ifname: str
 
 
 @dataclass(frozen=True)

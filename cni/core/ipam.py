@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
+from .attachment import Attachment
 from .errors import ALREADY_EXISTS, IP_EXHAUSTED, CNIError, shown
-from .netconf import Attachment
 from .requested import Requested, code_for
 
 NOTHING = Requested()

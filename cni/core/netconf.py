@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import version
+from .attachment import Attachment
 from .errors import (
     DECODING_FAILURE,
     INVALID_NETWORK_CONFIG,
@@ -29,12 +30,6 @@ DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/pyflannel"
 DEFAULT_BRIDGE = "cni0"
 GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
-
-
-@dataclass(frozen=True)
-class Attachment:
-    container_id: str
-    ifname: str
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from . import requested
-from .netconf import Attachment, NetConf
+from .attachment import Attachment
+from .netconf import NetConf
 from .requested import Requested
 from .result import Interface, IPConfig, Result, Route
 from .subnet_env import SubnetEnv

@@ -12,7 +12,7 @@ COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 ID_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 
 # Required variables per command. CNI_PATH is required by skel but the plugin never
-# executes a delegate, so it is accepted as optional here.
+# executes a delegate, so it is neither required nor read here.
 _REQUIRED = {
     "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
     "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
@@ -30,7 +30,6 @@ class Invocation:
     netns: str = ""
     ifname: str = ""
     args: dict[str, str] = field(default_factory=dict)
-    path: tuple[str, ...] = ()
 
 
 # Bytes the kernel's dev_valid_name refuses in an interface name (its isspace() includes
@@ -118,7 +117,6 @@ def parse_environment(env: Mapping[str, str]) -> Invocation:
         netns=env.get("CNI_NETNS", ""),
         ifname=env.get("CNI_IFNAME", ""),
         args=parse_args(env.get("CNI_ARGS", "")),
-        path=tuple(p for p in env.get("CNI_PATH", "").split(":") if p),
     )
     if command in ("ADD", "CHECK", "DEL"):
         validate_container_id(inv.container_id)

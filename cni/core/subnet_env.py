@@ -24,10 +24,6 @@ class SubnetEnv:
     mtu: int
     ipmasq: bool
 
-    @property
-    def network(self) -> IPv4Network:
-        return self.networks[0]
-
 
 def _bad(path: str, what: str) -> CNIError:
     return CNIError(INVALID_NETWORK_CONFIG, f"invalid subnet file {path}", what)

@@ -1,12 +1,14 @@
-"""Reservations on disk, host-local's layout: `<dataDir>/<network>/<ip>` per IP.
+"""The plugin's state on disk for one network, under `<dataDir>/<network>/`, and the IP
+reservations in it, in host-local's layout: `<dataDir>/<network>/<ip>` per IP.
 
-Each reservation file holds `<containerID>\\r\\n<ifname>` and appears with that content
+`StateDir` is the network's directory and the lock every writer of it takes (`lock`, an
+flock over the IP reservations and the attachment records alike); whoever takes the lock
+first removes the temporaries a killed writer left (`files.sweep`). `IPStore` holds the
+reservations: each file holds `<containerID>\\r\\n<ifname>` and appears with that content
 whole (written aside, then hard-linked into place: exclusive like O_EXCL, never empty);
-`last_reserved_ip.0` remembers the round-robin position; `lock` is the flock every
-writer takes. Attachment records live in `<dataDir>/<network>/attachments/
-<containerID>:<ifname>`. A network name or record name too long for a file name is
-shortened with a digest (`attachment.fit_filename`). Whoever takes the lock first
-removes the temporaries a killed writer left (`files.sweep`).
+`last_reserved_ip.0` remembers the round-robin position. The attachment records are
+`records.RecordStore`'s. A network name too long for a file name is shortened with a
+digest (`attachment.fit_filename`).
 """
 
 from __future__ import annotations
@@ -16,26 +18,33 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
-from ..core.attachment import Record, fit_filename, record_filename, record_from_json
+from ..core.attachment import Attachment, fit_filename
 from ..core.errors import IO_FAILURE, CNIError
-from ..core.netconf import Attachment
 from . import files
 
+if TYPE_CHECKING:
+    from ..core.ipam import Store
+
 LAST_RESERVED = "last_reserved_ip.0"
+RECORDS = "attachments"   # the records' directory, inside the network's
 FILE_LIMIT = 1 << 20      # a reservation or record holds IDs of at most ~128 KiB (env limit)
 
 
-class DiskStore:
+class StateDir:
+    """`<dataDir>/<network>/` and its lock."""
+
     def __init__(self, data_dir: str, network: str) -> None:
         self.dir = os.path.join(data_dir, fit_filename(network))
-        self.records = os.path.join(self.dir, "attachments")
+        self.records = os.path.join(self.dir, RECORDS)
 
     def exists(self) -> bool:
         return os.path.isdir(self.dir)
 
     @contextmanager
-    def locked(self) -> Iterator[DiskStore]:
+    def locked(self) -> Iterator[None]:
+        """Hold the lock for the body, creating the directories first."""
         try:
             os.makedirs(self.records, mode=0o755, exist_ok=True)
             fd = files.open_regular(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT)
@@ -46,18 +55,24 @@ class DiskStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             files.sweep(self.dir)
             files.sweep(self.records)
-            yield self
+            yield
         finally:
             os.close(fd)
 
-    # --- the ipam.Store protocol -------------------------------------------------------
+
+class IPStore:
+    """The `ipam.Store` protocol on disk; the caller holds the `StateDir` lock to change it."""
+
+    def __init__(self, state: StateDir) -> None:
+        self.dir = state.dir
+
     def reserve(self, ip: IPv4Address, owner: Attachment) -> bool:
         return files.create(os.path.join(self.dir, str(ip)),
                             f"{owner.container_id}\r\n{owner.ifname}".encode())
 
     def last_reserved(self) -> IPv4Address | None:
         try:
-            return IPv4Address(_read(os.path.join(self.dir, LAST_RESERVED)).strip())
+            return IPv4Address(read_text(os.path.join(self.dir, LAST_RESERVED)).strip())
         except ValueError:
             return None
 
@@ -84,35 +99,9 @@ class DiskStore:
         except FileNotFoundError:
             pass
 
-    # --- attachment records ------------------------------------------------------------
-    def record_path(self, owner: Attachment) -> str:
-        return os.path.join(self.records, record_filename(owner))
 
-    def write_record(self, record: Record) -> None:
-        files.replace(self.record_path(record.owner), record.to_json().encode())
-
-    def read_record(self, owner: Attachment) -> Record | None:
-        record = record_from_json(_read(self.record_path(owner)))
-        return record if record is not None and record.owner == owner else None
-
-    def remove_record(self, owner: Attachment) -> None:
-        try:
-            os.unlink(self.record_path(owner))
-        except FileNotFoundError:
-            pass
-
-    def all_records(self) -> list[Record]:
-        try:
-            names = os.listdir(self.records)
-        except FileNotFoundError:
-            return []
-        found = (record_from_json(_read(os.path.join(self.records, n)))
-                 for n in names if not n.startswith("."))
-        return [r for r in found if r is not None]
-
-
-def _read(path: str) -> str:
-    """A store file's text; "" when it is gone, unreadable, not a regular file or huge."""
+def read_text(path: str) -> str:
+    """A state file's text; "" when it is gone, unreadable, not a regular file or huge."""
     try:
         return files.read_bytes(path, FILE_LIMIT).decode(errors="replace")
     except OSError:
@@ -120,7 +109,11 @@ def _read(path: str) -> str:
 
 
 def _owner(path: str) -> Attachment | None:
-    lines = _read(path).strip().splitlines()
+    lines = read_text(path).strip().splitlines()
     if not lines:
         return None
     return Attachment(lines[0].strip(), lines[1].strip() if len(lines) > 1 else "")
+
+
+if TYPE_CHECKING:
+    _: Store = IPStore(StateDir("", ""))     # mypy holds IPStore to the protocol

@@ -1,10 +1,10 @@
-"""Loading the subnet file that flanneld writes."""
+"""Reading the subnet file that flanneld writes; `core.subnet_env` parses the text."""
 
 from __future__ import annotations
 
 from ..core import subnet_env
 from ..core.errors import INVALID_NETWORK_CONFIG, IO_FAILURE, TRY_AGAIN_LATER, CNIError
-from ..io import files
+from . import files
 
 LIMIT = 64 << 10     # flanneld writes about 100 bytes
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from cni.core.netconf import Attachment
+from cni.core.attachment import Attachment
+from cni.core.ipam import Store
 
 
 class MemoryStore:
@@ -32,3 +33,6 @@ class MemoryStore:
 
     def release(self, ip: IPv4Address) -> None:
         self.held.pop(ip, None)
+
+
+_: Store = MemoryStore()     # the fake keeps the protocol (checked by mypy)

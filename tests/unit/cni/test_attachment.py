@@ -8,8 +8,14 @@ from ipaddress import IPv4Interface
 
 import pytest
 
-from cni.core.attachment import NAME_LIMIT, Record, fit_filename, record_filename, record_from_json
-from cni.core.netconf import Attachment
+from cni.core.attachment import (
+    NAME_LIMIT,
+    Attachment,
+    Record,
+    fit_filename,
+    record_filename,
+    record_from_json,
+)
 
 OWNER = Attachment("ctr1", "eth0")
 RECORD = Record(OWNER, "/run/netns/pod", IPv4Interface("10.1.17.5/24"), "veth0123abcd", "cni0",

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cni.core import ipam
+from cni.core.attachment import Attachment
 from cni.core.errors import ALREADY_EXISTS, INVALID_NETWORK_CONFIG, IP_EXHAUSTED, CNIError
-from cni.core.netconf import Attachment
 from cni.core.requested import Requested
 
 from .fakes import MemoryStore

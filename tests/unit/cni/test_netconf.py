@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cni.core import netconf, version
+from cni.core.attachment import Attachment
 from cni.core.errors import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -15,7 +16,7 @@ from cni.core.errors import (
     UNSUPPORTED_FIELD,
     CNIError,
 )
-from cni.core.netconf import Attachment, NetConf
+from cni.core.netconf import NetConf
 from cni.core.requested import ARGS_IPS, ARGS_MAC, RUNTIME_IPS, RUNTIME_MAC, Wanted
 
 BASE = {"cniVersion": "1.1.0", "name": "podnet", "type": "pyflannel"}

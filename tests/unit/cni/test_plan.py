@@ -10,8 +10,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import pytest
 
 from cni.core import netconf, plan, subnet_env
+from cni.core.attachment import Attachment
 from cni.core.errors import CNIError
-from cni.core.netconf import Attachment, NetConf
+from cni.core.netconf import NetConf
 from cni.core.requested import Requested
 from cni.core.result import Interface, IPConfig, Result, Route
 from cni.core.subnet_env import SubnetEnv

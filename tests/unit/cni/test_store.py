@@ -1,5 +1,6 @@
-"""cni.io.files and cni.io.store on a real file system (a temporary directory): reads that
-cannot block, writes that cannot be seen half-made, and the store over both."""
+"""cni.io.store and cni.io.records on a real file system (a temporary directory): the
+network's directory and its lock, the IP reservations in host-local's layout and the
+attachment records, written with cni.io.files."""
 
 from __future__ import annotations
 
@@ -10,55 +11,13 @@ from pathlib import Path
 import pytest
 
 from cni.core import ipam
-from cni.core.attachment import Record
-from cni.core.netconf import Attachment
-from cni.io import files
-from cni.io.store import DiskStore
+from cni.core.attachment import Attachment, Record
+from cni.io.records import RecordStore
+from cni.io.store import IPStore, StateDir
 
 from .fakes import MemoryStore
 
 A, B = Attachment("ctra", "eth0"), Attachment("ctrb", "eth0")
-
-
-@pytest.mark.parametrize("kind", ["fifo", "directory", "/dev/zero"])
-def test_reads_refuse_what_is_not_a_regular_file_without_blocking(kind: str,
-                                                                   tmp_path: Path) -> None:
-    path = tmp_path / "x"
-    if kind == "fifo":
-        os.mkfifo(path)           # opening it for reading would block without O_NONBLOCK
-    elif kind == "directory":
-        path.mkdir()
-    else:
-        path = Path(kind)
-    with pytest.raises(files.NotRegular):
-        files.read_bytes(str(path), 100)
-
-
-def test_reads_stop_at_the_limit(tmp_path: Path) -> None:
-    path = tmp_path / "x"
-    path.write_bytes(b"a" * 101)
-    with pytest.raises(files.NotRegular, match="larger than 100 bytes"):
-        files.read_bytes(str(path), 100)
-    assert files.read_bytes(str(path), 101) == b"a" * 101
-
-
-def test_create_is_exclusive_and_whole(tmp_path: Path) -> None:
-    path = str(tmp_path / "10.0.0.2")
-    assert files.create(path, b"first")
-    assert not files.create(path, b"second")
-    assert Path(path).read_bytes() == b"first"
-    assert sorted(os.listdir(tmp_path)) == ["10.0.0.2"]      # no temporary left
-
-
-def test_replace_and_sweep(tmp_path: Path) -> None:
-    path = str(tmp_path / "record")
-    files.replace(path, b"one")
-    files.replace(path, b"two")
-    assert Path(path).read_bytes() == b"two"
-    (tmp_path / ".record.12345.tmp").write_text("torn")          # a killed writer's
-    (tmp_path / ".hidden").write_text("someone else's")
-    files.sweep(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == [".hidden", "record"]
 
 
 @pytest.fixture(params=["memory", "disk"])
@@ -66,9 +25,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "memory":
         yield MemoryStore()
     else:
-        disk = DiskStore(str(tmp_path), "podnet")
-        with disk.locked():
-            yield disk
+        state = StateDir(str(tmp_path), "podnet")
+        with state.locked():
+            yield IPStore(state)
 
 
 def test_the_disk_store_keeps_the_store_contract_of_the_fake(store) -> None:
@@ -84,8 +43,9 @@ def test_the_disk_store_keeps_the_store_contract_of_the_fake(store) -> None:
 
 
 def test_disk_store_layout_is_host_locals(tmp_path: Path) -> None:
-    store = DiskStore(str(tmp_path), "podnet")
-    with store.locked():
+    state = StateDir(str(tmp_path), "podnet")
+    store = IPStore(state)
+    with state.locked():
         assert store.reserve(IPv4Address("10.0.0.2"), A)
         store.set_last_reserved(IPv4Address("10.0.0.2"))
     folder = tmp_path / "podnet"
@@ -96,36 +56,58 @@ def test_disk_store_layout_is_host_locals(tmp_path: Path) -> None:
                                                         "last_reserved_ip.0", "lock"]
 
 
+def test_records_live_beside_the_reservations_under_the_same_lock(tmp_path: Path) -> None:
+    state = StateDir(str(tmp_path), "podnet")
+    records = RecordStore(state)
+    record = Record(A, "/run/netns/p", IPv4Interface("10.0.0.2/24"), "veth01234567", "cni0",
+                    "PYFL-0123456789abcdef0123456")
+    with state.locked():
+        records.write(record)
+    folder = tmp_path / "podnet"
+    assert records.dir == str(folder / "attachments")
+    assert records.path(A) == str(folder / "attachments" / "ctra:eth0")
+    assert (folder / "attachments" / "ctra:eth0").read_text() == record.to_json()
+    assert sorted(p.name for p in folder.rglob("*")) == ["attachments", "ctra:eth0", "lock"]
+    with state.locked():
+        records.remove(A)
+        records.remove(A)           # already gone is fine
+    assert records.read(A) is None and records.all() == []
+
+
 def test_locking_sweeps_what_a_killed_writer_left(tmp_path: Path) -> None:
-    store = DiskStore(str(tmp_path), "podnet")
-    with store.locked():
+    state = StateDir(str(tmp_path), "podnet")
+    assert not state.exists()
+    with state.locked():
         pass
+    assert state.exists()
     (tmp_path / "podnet" / ".10.0.0.9.777.tmp").write_text("ctrx\r\neth0")
     (tmp_path / "podnet" / "attachments" / ".ctrx:eth0.777.tmp").write_text("{")
-    with store.locked():
-        assert store.reservations() == {} and store.all_records() == []
+    with state.locked():
+        assert IPStore(state).reservations() == {} and RecordStore(state).all() == []
     assert sorted(p.name for p in (tmp_path / "podnet").rglob(".*")) == []
 
 
 def test_long_names_and_ids_fit_and_records_name_their_owner(tmp_path: Path) -> None:
     network, owner = "n" * 400, Attachment("c" * 100_000, "eth0")
-    store = DiskStore(str(tmp_path), network)
+    state = StateDir(str(tmp_path), network)
+    store, records = IPStore(state), RecordStore(state)
     record = Record(owner, "/run/netns/p", IPv4Interface("10.0.0.2/24"), "veth01234567", "cni0",
                     None)
-    with store.locked():
+    with state.locked():
         assert store.reserve(IPv4Address("10.0.0.2"), owner)
-        store.write_record(record)
-    assert store.read_record(owner) == record
-    assert store.read_record(Attachment("c" * 100_000, "eth1")) is None
+        records.write(record)
+    assert records.read(owner) == record
+    assert records.read(Attachment("c" * 100_000, "eth1")) is None
     assert store.reservations() == {IPv4Address("10.0.0.2"): owner}
-    assert store.all_records() == [record]
+    assert records.all() == [record]
 
 
 def test_foreign_files_in_the_store_are_ignored_not_read_blocking(tmp_path: Path) -> None:
-    store = DiskStore(str(tmp_path), "podnet")
-    with store.locked():
+    state = StateDir(str(tmp_path), "podnet")
+    store, records = IPStore(state), RecordStore(state)
+    with state.locked():
         assert store.reserve(IPv4Address("10.0.0.2"), A)
     os.mkfifo(tmp_path / "podnet" / "10.0.0.3")
     os.mkfifo(tmp_path / "podnet" / "attachments" / "ctrb:eth0")
     assert store.reservations() == {IPv4Address("10.0.0.2"): A, IPv4Address("10.0.0.3"): None}
-    assert store.read_record(B) is None and store.all_records() == []
+    assert records.read(B) is None and records.all() == []

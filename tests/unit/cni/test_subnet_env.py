@@ -37,7 +37,7 @@ def test_flannel_example() -> None:
     env = subnet_env.parse(FLANNEL_EXAMPLE)
     assert env == SubnetEnv((IPv4Network("10.1.0.0/16"),), IPv4Network("10.1.17.0/24"),
                             IPv4Address("10.1.17.1"), 1472, True)
-    assert env.network == IPv4Network("10.1.0.0/16")
+    assert env.networks[0] == IPv4Network("10.1.0.0/16")
 
 
 @pytest.mark.parametrize("data", [
@@ -77,7 +77,7 @@ def test_network_lists_are_deduplicated_in_order(network: str, expected: list[st
 
 def test_subnet_may_lie_in_any_listed_network() -> None:
     env = subnet_env.parse(text(FLANNEL_NETWORK="10.2.0.0/16,10.1.0.0/16"))
-    assert env.network == IPv4Network("10.2.0.0/16")
+    assert env.networks[0] == IPv4Network("10.2.0.0/16")
 
 
 @pytest.mark.parametrize(("ipmasq", "parsed"), [("true", True), ("false", False)])
