@@ -136,7 +136,7 @@ def _env_defaults(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
         try:
             if action.dest == "iface":
                 continue  # appended to, not replaced: handled in `parse`
-            if action.type is not None:
+            if callable(action.type):
                 defaults[action.dest] = action.type(value)
             else:
                 defaults[action.dest] = value

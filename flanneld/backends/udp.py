@@ -375,13 +375,13 @@ class UdpBackend:
                     if addr[0] not in peers:
                         c[k_peer] += 1
                         continue
-                    pkt = view[:n]
-                    reason = accept(pkt, mask, net)
+                    got = view[:n]
+                    reason = accept(got, mask, net)
                     if reason is not None:
-                        self._refuse(pkt, reason, addr)
+                        self._refuse(got, reason, addr)
                         continue
                     try:
-                        write(tun, pkt)
+                        write(tun, got)
                     except OSError:
                         c[k_write] += 1
                         continue
@@ -633,7 +633,7 @@ class UdpBackend:
                      self.tun_addr, self.mtu, self.network)
             return
 
-    def _net_unreachable(self, pkt: bytes) -> None:
+    def _net_unreachable(self, pkt: bytes | memoryview) -> None:
         """No route: ICMP net unreachable to the packet's source through the node's own
         stack (a raw socket). Off the fast path."""
         assert self._raw is not None

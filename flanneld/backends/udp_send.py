@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from ..core.packet import Buffer
 from ..io import udp_offload
 
 log = logging.getLogger("flanneld.backends.udp")
@@ -31,7 +32,8 @@ GSO_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNO
 class Sendmsg(Protocol):
     """What the sender needs of a socket (`socket.socket` has it)."""
 
-    def sendmsg(self, buffers: Sequence, ancdata: Sequence = ..., flags: int = ...,
+    def sendmsg(self, buffers: Sequence[Buffer], ancdata: Sequence[tuple[int, int, bytes]] = ...,
+                flags: int = ...,
                 address: Sockaddr = ..., /) -> int: ...
 
 
@@ -43,7 +45,8 @@ class TrainSender:
         self.sock, self.counts, self.gso = sock, counts, gso
         self.refused: set[Sockaddr] = set()      # peers whose route refused a GSO send
 
-    def send(self, parts: list, per: int, size: int, length: int, hop: Sockaddr) -> None:
+    def send(self, parts: Sequence[Buffer], per: int, size: int, length: int,
+             hop: Sockaddr) -> None:
         """Send the packets in `parts` (`per` buffers each, all `size` bytes but the last,
         `length` bytes in all) to `hop`."""
         c, sock = self.counts, self.sock

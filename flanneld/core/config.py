@@ -58,7 +58,7 @@ def _bad(msg: str) -> ConfigError:
     return ConfigError(f"invalid network config: {msg}")
 
 
-def _get(obj: dict, key: str, kind: type | tuple[type, ...], what: str) -> Any:
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
     """The value of `key` (last case-insensitive match, as Go decodes), None when absent or null."""
     value = None
     for k, v in obj.items():
@@ -71,7 +71,7 @@ def _get(obj: dict, key: str, kind: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
-def _address(obj: dict, key: str) -> IPv4Address | None:
+def _address(obj: dict[str, Any], key: str) -> IPv4Address | None:
     text = _get(obj, key, str, "an IPv4 address string")
     if text is None:
         return None
@@ -81,7 +81,7 @@ def _address(obj: dict, key: str) -> IPv4Address | None:
         raise _bad(f"{key} {text!r} is not an IPv4 address") from None
 
 
-def _network(obj: dict) -> IPv4Network:
+def _network(obj: dict[str, Any]) -> IPv4Network:
     text = _get(obj, "Network", str, 'an IPv4 CIDR string such as "10.244.0.0/16"')
     if not text:
         raise _bad("Network is missing; define it as an IPv4 CIDR such as \"10.244.0.0/16\"")
@@ -93,7 +93,7 @@ def _network(obj: dict) -> IPv4Network:
         raise _bad(f"Network {text!r} is not an IPv4 CIDR") from None
 
 
-def _subnet_len(obj: dict, network: IPv4Network) -> int:
+def _subnet_len(obj: dict[str, Any], network: IPv4Network) -> int:
     length = _get(obj, "SubnetLen", int, "an integer")
     prefix = network.prefixlen
     if not length:  # absent, null or 0: flannel's default
@@ -105,7 +105,7 @@ def _subnet_len(obj: dict, network: IPv4Network) -> int:
     if length < prefix + 2:
         raise _bad(f"SubnetLen {length} is too short for Network {network}; the network must "
                    f"hold at least four subnets (SubnetLen >= {prefix + 2})")
-    return length
+    return int(length)
 
 
 def _backend(obj: dict[str, Any]) -> tuple[str, int]:

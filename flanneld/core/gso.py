@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
 
 from .packet import Buffer, finish_checksum, ones_sum
 
@@ -102,7 +103,7 @@ def segment_tcp4(packet: memoryview, mss: int) -> tuple[list[Buffer], int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _headers(ihl: int, thl: int):
+def _headers(ihl: int, thl: int) -> Callable[..., bytes]:
     """The packer of one segment's IPv4 + TCP header with options of these lengths."""
     return struct.Struct(f"!BBHHHBBHII{ihl - 20}sHHIIBBHHH{thl - 20}s").pack
 

@@ -21,6 +21,6 @@ def render(counters: Mapping[str, int], gauges: Mapping[str, float]) -> str:
         if not name.startswith(DROP):
             lines += [f"# TYPE flanneld_udp_{name}_total counter",
                       f"flanneld_udp_{name}_total {value}"]
-    for name, value in sorted(gauges.items()):
-        lines += [f"# TYPE flanneld_{name} gauge", f"flanneld_{name} {value:g}"]
+    for name, level in sorted(gauges.items()):
+        lines += [f"# TYPE flanneld_{name} gauge", f"flanneld_{name} {level:g}"]
     return "\n".join(lines) + "\n"

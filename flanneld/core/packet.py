@@ -114,12 +114,14 @@ def check_ipv4(packet: Buffer) -> str | None:
 
 def dst_of(packet: Buffer) -> int:
     """Destination address as an int. `packet` has at least 20 bytes."""
-    return _U32.unpack_from(packet, 16)[0]
+    dst: int = _U32.unpack_from(packet, 16)[0]
+    return dst
 
 
 def src_of(packet: Buffer) -> int:
     """Source address as an int. `packet` has at least 20 bytes."""
-    return _U32.unpack_from(packet, 12)[0]
+    src: int = _U32.unpack_from(packet, 12)[0]
+    return src
 
 
 def decrement_ttl(buf: bytearray | memoryview) -> bool:

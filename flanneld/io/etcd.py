@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -199,7 +199,7 @@ class EtcdRegistry:
         """clock() + the etcd lease's remaining TTL; None for a key without a lease."""
         if not lease_id:
             return None
-        remaining = etcd.get_lease_info(lease_id).TTL  # -1 once expired or revoked
+        remaining: int = etcd.get_lease_info(lease_id).TTL  # -1 once expired or revoked
         return self._clock() + max(remaining, 0)
 
     def _key(self, subnet: IPv4Network) -> str:
@@ -370,7 +370,7 @@ class _Watch:
         self._watcher = None
         self._id: int | None = None
 
-    def started(self, watcher, watch_id: int) -> None:
+    def started(self, watcher: Any, watch_id: int) -> None:
         with self._lock:
             self._watcher, self._id = watcher, watch_id
             over = self._over
@@ -402,8 +402,10 @@ class _Watch:
             elif response is None:
                 item = WatchBroken(False, f"cannot {self._what}: the watch stream was closed")
             else:
+                error = (response if isinstance(response, BaseException)
+                         else RuntimeError(repr(response)))
                 item = WatchBroken(False, f"cannot {self._what} at etcd "
-                                          f"{self._registry._where}: {_describe(response)}")
+                                          f"{self._registry._where}: {_describe(error)}")
             if isinstance(item, WatchBroken):
                 log.warning("watch broken: %s", item.reason)
                 self.cancel()

@@ -23,7 +23,7 @@ class Probe:
     """What the endpoint asks the daemon; each callable must be cheap and thread-safe."""
 
     def __init__(self, health: Callable[[], str | None], metrics: Callable[[], str],
-                 leases: Callable[[], list[dict]]) -> None:
+                 leases: Callable[[], list[dict[str, str]]]) -> None:
         self.health = health      # None when healthy, else why not
         self.metrics = metrics
         self.leases = leases
@@ -54,7 +54,7 @@ def _handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             log.debug("healthz: " + format, *args)
 
     return Handler
@@ -74,7 +74,8 @@ class HealthServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._server.server_address[:2]
+        host, port = self._server.server_address[:2]
+        return str(host), port
 
     def start(self) -> None:
         self._thread.start()

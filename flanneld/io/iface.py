@@ -46,8 +46,9 @@ def _find(ipr: IPRoute, spec: str) -> Iface | None:
 
 def _default_route_index(ipr: IPRoute) -> int | None:
     for route in ipr.get_routes(family=2, table=254):
-        if route["dst_len"] == 0 and route.get_attr("RTA_OIF"):
-            return route.get_attr("RTA_OIF")
+        index: int | None = route.get_attr("RTA_OIF")
+        if route["dst_len"] == 0 and index:
+            return index
     return None
 
 

@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import struct
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 
 from pyroute2.iproute.linux import IPRoute
@@ -72,7 +73,7 @@ def open_tun(name: str, vnet_hdr: bool = False) -> int:
         fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", raw, flags))
     except OSError as e:
         os.close(fd)
-        why = _WHY.get(e.errno, e.strerror)
+        why = _WHY.get(e.errno or 0, e.strerror or str(e))
         raise FlannelError(f"cannot open tun device {name}: {why}") from None
     return fd
 
@@ -141,7 +142,7 @@ def _disable_ipv6(name: str) -> None:
         os.close(fd)
 
 
-def _tolerate_eexist(call, *args, **kw) -> None:
+def _tolerate_eexist(call: Callable[..., object], *args: object, **kw: object) -> None:
     try:
         call(*args, **kw)
     except NetlinkError as e:

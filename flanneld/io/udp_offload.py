@@ -55,7 +55,7 @@ def gro_size(ancillary: list[tuple[int, int, bytes]], received: int) -> int:
     message's, or the whole receive (one datagram) without one."""
     for level, kind, data in ancillary:
         if level == SOL_UDP and kind == UDP_GRO and len(data) >= _INT.size:
-            size = _INT.unpack_from(data)[0]
+            size: int = _INT.unpack_from(data)[0]
             if size > 0:
                 return size
     return received
