@@ -21,6 +21,7 @@ Where we differ from flannel's C, and why:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 Buffer = bytes | bytearray | memoryview
 
@@ -46,7 +47,8 @@ ICMP_ERROR_TTL = 64
 
 _MIN_HEADER = 20
 _QUOTED_PAYLOAD = 8        # bytes of the offender's payload an ICMP error quotes (RFC 792)
-_U32 = struct.Struct("!I")
+# Bound once and typed: one attribute lookup fewer per packet than a Struct's method.
+_unpack_u32: Callable[[Buffer, int], tuple[int]] = struct.Struct("!I").unpack_from
 _IP_HEADER = struct.Struct("!BBHHHBBHII")   # 20 bytes, no options
 
 
@@ -114,14 +116,12 @@ def check_ipv4(packet: Buffer) -> str | None:
 
 def dst_of(packet: Buffer) -> int:
     """Destination address as an int. `packet` has at least 20 bytes."""
-    dst: int = _U32.unpack_from(packet, 16)[0]
-    return dst
+    return _unpack_u32(packet, 16)[0]
 
 
 def src_of(packet: Buffer) -> int:
     """Source address as an int. `packet` has at least 20 bytes."""
-    src: int = _U32.unpack_from(packet, 12)[0]
-    return src
+    return _unpack_u32(packet, 12)[0]
 
 
 def decrement_ttl(buf: bytearray | memoryview) -> bool:
@@ -149,7 +149,7 @@ def accept_ipv4(packet: bytearray | memoryview, mask: int, net: int) -> str | No
     reason = check_ipv4(packet)
     if reason is not None:
         return reason
-    if _U32.unpack_from(packet, 16)[0] & mask != net:
+    if _unpack_u32(packet, 16)[0] & mask != net:
         return DROP_NOT_LOCAL
     if not decrement_ttl(packet):
         return DROP_TTL_EXCEEDED
