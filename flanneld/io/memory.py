@@ -108,13 +108,6 @@ class MemoryRegistry:
             self._history.clear()
             return self.revision
 
-    def break_watches(self, reason: str) -> None:
-        """End every watch with a WatchBroken, as etcd going away does."""
-        with self._lock:
-            sinks, self._sinks = list(self._sinks.values()), {}
-        for sink in sinks:
-            sink(WatchBroken(False, reason))
-
     # -- inside the lock
 
     def _put(self, subnet: IPv4Network, public_ip: IPv4Address, ttl: int | None) -> Lease:
