@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
 
+from flanneld.core import subnet_file
 from lab.netns import run
 
 SPEC_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -38,8 +40,15 @@ def cni_path() -> str:
 
 def subnet_env_text(network: str = "10.244.0.0/16", subnet: str = "10.244.1.1/24",
                     mtu: int = 1472, ipmasq: bool = False) -> str:
-    return (f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={subnet}\n"
-            f"FLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={'true' if ipmasq else 'false'}\n")
+    """The subnet file flanneld writes, from flanneld's own renderer: `network` is
+    FLANNEL_NETWORK, `subnet` FLANNEL_SUBNET as flanneld writes it (the node subnet's first
+    address with its prefix; anything else is refused, since flanneld never writes it)."""
+    gateway = IPv4Interface(subnet)
+    node_subnet = gateway.network
+    if gateway.ip != node_subnet.network_address + 1:
+        raise ValueError(f"FLANNEL_SUBNET={subnet}: flanneld writes the first address of "
+                         f"{node_subnet} there")
+    return subnet_file.render(IPv4Network(network), node_subnet, mtu, ipmasq)
 
 
 @dataclass
