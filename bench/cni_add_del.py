@@ -21,6 +21,7 @@ added to the namespace the driver was started in.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -35,15 +36,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from lab.netns import Namespaces
-from lab.plugin import subnet_env_text
+from lab.netns import Namespaces, inside
+from lab.plugin import invoke, subnet_env_text
 
 # Where the reference plugins usually are: upstream's release tarballs, then Debian's package.
 CNI_BIN_CANDIDATES = ("/opt/cni/bin", "/usr/lib/cni")
 CNI_VERSION = "1.0.0"
 OPS = ("VERSION", "ADD", "DEL")
 MAX_ROUNDS = 500  # pod namespaces (one per case a round) are kept until the end of the run
-
 
 
 class BenchError(RuntimeError):
@@ -58,32 +58,17 @@ class NodeNamespaces(Namespaces):
 
     def __init__(self) -> None:
         super().__init__()
-        self.home_fd: int | None = None
+        self.entered = contextlib.ExitStack()
 
     def enter(self, name: str) -> None:
         """Move this (single-threaded) process into netns `name`; children inherit it."""
-        from pyroute2.netns import setns
-
-        self.home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        fd = os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns(fd)
-            here, there = os.stat("/proc/thread-self/ns/net"), os.fstat(fd)
-            if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
-                raise BenchError(f"setns into {name} did not take effect")
-        finally:
-            os.close(fd)
+        self.entered.enter_context(inside(self.path(name)))
+        here, there = os.stat("/proc/thread-self/ns/net"), os.stat(self.path(name))
+        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+            raise BenchError(f"setns into {name} did not take effect")
 
     def leave(self) -> None:
-        if self.home_fd is None:
-            return
-        from pyroute2.netns import setns
-
-        try:
-            setns(self.home_fd)
-        finally:
-            os.close(self.home_fd)
-            self.home_fd = None
+        self.entered.close()
 
     def cleanup(self) -> None:
         try:
@@ -106,32 +91,29 @@ class Case:
 
 
 class Invoker:
+    """Runs a case's plugin with the lab's invoker (in the namespace this process is in) and
+    insists on success; the time is the plugin process's alone."""
+
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
-        self.base_env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         self.true = shutil.which("true") or "true"
         self.floor_samples: list[int] = []
 
     def __call__(self, case: Case, command: str, stdin: dict, *, container_id: str = "",
                  netns: str = "", ifname: str = "") -> tuple[int, dict]:
-        env = dict(self.base_env, CNI_COMMAND=command, CNI_PATH=case.cni_path)
-        if command != "VERSION":
-            env.update(CNI_CONTAINERID=container_id, CNI_NETNS=netns, CNI_IFNAME=ifname)
-        data = json.dumps(stdin).encode()
-        start = time.perf_counter_ns()
+        data = json.dumps(stdin)
         try:
-            proc = subprocess.run([case.plugin], input=data, env=env, capture_output=True,
-                                  timeout=self.timeout)
+            got = invoke(command, data, node=None, container_id=container_id, netns=netns,
+                         ifname=ifname, timeout=self.timeout, plugin=case.plugin,
+                         path=case.cni_path)
         except subprocess.TimeoutExpired as e:
             raise BenchError(f"{case.label} {command} timed out after {self.timeout:g} s\n"
                              f"stdout: {_text(e.stdout)}\nstderr: {_text(e.stderr)}") from None
-        elapsed = time.perf_counter_ns() - start
         out: dict = {}
-        problem = f"exit code {proc.returncode}" if proc.returncode != 0 else ""
-        if proc.stdout.strip():
+        problem = f"exit code {got.code}" if got.code != 0 else ""
+        if got.stdout.strip():
             try:
-                out = json.loads(proc.stdout)
+                out = json.loads(got.stdout)
             except ValueError:
                 problem = problem or "stdout is not JSON"
         elif command != "DEL":
@@ -142,19 +124,17 @@ class Invoker:
             raise BenchError(
                 f"{case.label} {command} failed: {problem}\n"
                 f"  CNI_CONTAINERID={container_id} CNI_NETNS={netns} CNI_IFNAME={ifname}\n"
-                f"  stdin:  {data.decode()}\n  stdout: {_text(proc.stdout)}\n"
-                f"  stderr: {_text(proc.stderr)}")
-        return elapsed, out
+                f"  stdin:  {data}\n  stdout: {_text(got.stdout)}\n"
+                f"  stderr: {_text(got.stderr)}")
+        return got.elapsed_ns, out
 
     def floor(self) -> int:
         """A do-nothing process (`true`) spawned and timed the same way: the harness's share."""
-        start = time.perf_counter_ns()
-        proc = subprocess.run([self.true], input=b"{}", env=self.base_env, capture_output=True,
-                              timeout=self.timeout)
-        elapsed = time.perf_counter_ns() - start
-        if proc.returncode != 0:
-            raise BenchError(f"{self.true} exited {proc.returncode}")
-        return elapsed
+        got = invoke("VERSION", "{}", node=None, ifname="", timeout=self.timeout,
+                     plugin=self.true, path="")
+        if got.code != 0:
+            raise BenchError(f"{self.true} exited {got.code}")
+        return got.elapsed_ns
 
 
 def _text(b: bytes | str | None) -> str:

@@ -7,15 +7,14 @@ test makes lives in a namespace made by `Namespaces.make`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import subprocess
 import uuid
 from collections.abc import Iterator
 
+from cni.io import netns
+
 NETNS_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def unique(prefix: str) -> str:
@@ -62,17 +61,11 @@ class Namespaces:
 @contextlib.contextmanager
 def inside(netns_path: str) -> Iterator[None]:
     """This thread in the namespace at `netns_path` for the body; sockets and fds made there
-    stay there."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    stay there. The plugin's own way in (`cni.io.netns.inside`): a failure to enter or to
+    come back is a CNIError naming the namespace."""
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"cannot enter {netns_path}")
-        try:
+        with netns.inside(fd, netns_path):
             yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "cannot return to the test's namespace")
     finally:
-        os.close(target)
-        os.close(home)
+        os.close(fd)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
@@ -56,28 +57,38 @@ class Outcome:
     code: int
     stdout: str
     stderr: str
+    elapsed_ns: int = 0     # the plugin process's wall time, from start to exit
 
     @property
     def json(self) -> dict:
         return json.loads(self.stdout)
 
 
+DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"    # where the plugin finds iptables
+
+
 def invoke(command: str, conf: dict | str | bytes, *, node: str | None, container_id: str = "",
            netns: str = "", ifname: str = "eth0", extra_env: dict | None = None,
-           timeout: float = 60) -> Outcome:
-    """One plugin run in netns `node` (None: the current one, for pure error paths only)."""
+           timeout: float = 60, plugin: str | None = None,
+           path: str | None = None) -> Outcome:
+    """One plugin run in netns `node` (None: the current one, for pure error paths only, or
+    for a caller that has entered the node's namespace itself). `plugin` is the executable
+    (default: the one under test) and `path` its CNI_PATH (default: `cni_path()`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.setdefault("PATH", DEFAULT_PATH)
     env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
-                "CNI_IFNAME": ifname, "CNI_PATH": cni_path()})
+                "CNI_IFNAME": ifname, "CNI_PATH": path if path is not None else cni_path()})
     env.update(extra_env or {})
     data = conf if isinstance(conf, (str, bytes)) else json.dumps(conf)
     if isinstance(data, str):
         data = data.encode()
-    cmd = [plugin_binary()]
+    cmd = [plugin or plugin_binary()]
     if node:
         cmd = ["ip", "netns", "exec", node, *cmd]
+    start = time.perf_counter_ns()
     proc = subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=timeout)
-    return Outcome(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    elapsed = time.perf_counter_ns() - start
+    return Outcome(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), elapsed)
 
 
 def links(netns: str) -> list[dict]:

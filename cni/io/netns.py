@@ -61,8 +61,9 @@ def _namespace_kind(fd: int, mode: int) -> str:
 
 @contextmanager
 def inside(fd: int, what: str) -> Iterator[None]:
-    """Run the body with this thread in the namespace `fd`; sockets made there stay there."""
-    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    """Run the body with this thread in the namespace `fd`; sockets made there stay there.
+    It returns to the namespace this thread was in (the process's, for the plugin)."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(fd, what)
         try:
