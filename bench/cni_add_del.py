@@ -35,6 +35,8 @@ import uuid
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
 
 from lab.netns import Namespaces, inside
 from lab.plugin import invoke, subnet_env_text
@@ -84,7 +86,7 @@ class Case:
     key: str            # short id used in the JSON output
     label: str
     plugin: str
-    conf: dict
+    conf: dict[str, Any]
     cni_path: str
     data_dir: Path
     samples: dict[str, list[int]] = field(default_factory=lambda: {op: [] for op in OPS})
@@ -99,8 +101,9 @@ class Invoker:
         self.true = shutil.which("true") or "true"
         self.floor_samples: list[int] = []
 
-    def __call__(self, case: Case, command: str, stdin: dict, *, container_id: str = "",
-                 netns: str = "", ifname: str = "") -> tuple[int, dict]:
+    def __call__(self, case: Case, command: str, stdin: dict[str, Any], *,
+                 container_id: str = "", netns: str = "",
+                 ifname: str = "") -> tuple[int, dict[str, Any]]:
         data = json.dumps(stdin)
         try:
             got = invoke(command, data, node=None, container_id=container_id, netns=netns,
@@ -109,7 +112,7 @@ class Invoker:
         except subprocess.TimeoutExpired as e:
             raise BenchError(f"{case.label} {command} timed out after {self.timeout:g} s\n"
                              f"stdout: {_text(e.stdout)}\nstderr: {_text(e.stderr)}") from None
-        out: dict = {}
+        out: dict[str, Any] = {}
         problem = f"exit code {got.code}" if got.code != 0 else ""
         if got.stdout.strip():
             try:
@@ -224,7 +227,7 @@ def ms(ns: float) -> float:
     return ns / 1e6
 
 
-def _stats(s: list[int]) -> dict:
+def _stats(s: list[int]) -> dict[str, Any]:
     return {"median_ms": ms(statistics.median(s)), "min_ms": ms(min(s)), "max_ms": ms(max(s)),
             "samples_ms": [round(ms(x), 3) for x in s]}
 
@@ -235,8 +238,8 @@ def pairs_of(group: list[Case]) -> list[tuple[Case, Case]]:
     return [(a, b) for i, a in enumerate(group) for b in group[i + 1:]]
 
 
-def summarize(groups: list[list[Case]], floor: list[int]) -> dict:
-    out: dict = {"spawn_floor": _stats(floor), "plugins": {}, "ratios": {}}
+def summarize(groups: list[list[Case]], floor: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"spawn_floor": _stats(floor), "plugins": {}, "ratios": {}}
     for group in groups:
         for case in group:
             out["plugins"][case.key] = {op: _stats(s) for op, s in case.samples.items() if s}
@@ -253,7 +256,7 @@ def summarize(groups: list[list[Case]], floor: list[int]) -> dict:
     return out
 
 
-def print_report(summary: dict, groups: list[list[Case]], rounds: int) -> None:
+def print_report(summary: dict[str, Any], groups: list[list[Case]], rounds: int) -> None:
     print(f"cold plugin processes, {rounds} rounds after 1 warm-up round; wall time in ms")
     width = max(22, *(len(c.label) for group in groups for c in group))
     print(f"{'':{width}} {'op':8} {'median':>8} {'min':>8} {'max':>8}")
@@ -330,11 +333,11 @@ def preflight(args: argparse.Namespace) -> None:
             raise BenchError(f"{tool} not found on PATH")
 
 
-def _terminate(signum, _frame):
+def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     preflight(args)
     tag = uuid.uuid4().hex[:8]
     spaces = NodeNamespaces()

@@ -20,6 +20,7 @@ import statistics
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 from flanneld.core.gro import coalesce
 from flanneld.core.gso import segment_tcp4
@@ -39,7 +40,7 @@ def super_packet(payload: bytes) -> memoryview:
     return memoryview(bytearray(ip + tcp + OPTIONS + payload))
 
 
-def timed(fn, repeat: int) -> float:
+def timed(fn: Callable[[], object], repeat: int) -> float:
     """Median seconds of `repeat` calls."""
     times = []
     for _ in range(repeat):

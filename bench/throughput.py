@@ -68,7 +68,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, NoReturn
 
 from flanneld.backends.udp import RCVBUF
 from lab.cluster import Cluster
@@ -105,7 +105,7 @@ class Interrupted(BaseException):
     """SIGTERM, turned into an exception so that the cleanup runs."""
 
 
-def _sigterm(*_) -> None:
+def _sigterm(*_: object) -> NoReturn:
     raise Interrupted()
 
 
@@ -117,7 +117,7 @@ class Topology:
     nodes: list[str]
     pods: list[str]
     pod_ips: list[IPv4Address]
-    procs: list[subprocess.Popen] = field(default_factory=list)   # udp_node/openvpn per node
+    procs: list[subprocess.Popen[Any]] = field(default_factory=list)  # udp_node/openvpn per node
     logs: list[IO[bytes]] = field(default_factory=list)           # openvpn's output per node
     cluster: Cluster | None = None                                # mode flanneld
 
@@ -213,7 +213,7 @@ def start_openvpn(topo: Topology, timeout: float) -> None:
     """An openvpn per node, its tun up, a route to the peer's subnet through it; returns
     once a ping from pod A reaches pod B."""
     for i, node in enumerate(topo.nodes):
-        log = tempfile.TemporaryFile()   # noqa: SIM115 (openvpn writes it; closed at the end)
+        log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (openvpn writes it; closed at the end)
         topo.logs.append(log)
         topo.procs.append(subprocess.Popen(["ip", "netns", "exec", node, *openvpn_args(i)],
                                            stdin=subprocess.DEVNULL, stdout=log,
@@ -244,7 +244,7 @@ def wait_reachable(topo: Topology, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _readline(proc: subprocess.Popen, timeout: float) -> str:
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     """One line of `proc`'s stdout, waiting at most `timeout` seconds."""
     import selectors
 
@@ -256,14 +256,14 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
     return proc.stdout.readline().strip()
 
 
-def _stderr_of(proc: subprocess.Popen) -> str:
+def _stderr_of(proc: subprocess.Popen[str]) -> str:
     if proc.poll() is None:
         return ""
     assert proc.stderr is not None
     return proc.stderr.read()[-2000:]
 
 
-def udp_report(topo: Topology, timeout: float = 5) -> list[dict]:
+def udp_report(topo: Topology, timeout: float = 5) -> list[dict[str, Any]]:
     """Each udp_node's counters and CPU seconds (it prints them on SIGUSR1)."""
     out = []
     for proc in topo.procs:
@@ -278,7 +278,7 @@ def udp_report(topo: Topology, timeout: float = 5) -> list[dict]:
     return out
 
 
-def stop_procs(procs: list[subprocess.Popen]) -> None:
+def stop_procs(procs: list[subprocess.Popen[Any]]) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
@@ -316,7 +316,7 @@ class Probe:
     tx_packets: float | None        # node A tun -> udp (pyflannel modes)
 
 
-def iperf(topo: Topology, seconds: int, extra_timeout: float, *args: str) -> dict:
+def iperf(topo: Topology, seconds: int, extra_timeout: float, *args: str) -> dict[str, Any]:
     """The "end" of `iperf3 -c -J <args>` in pod A against a one-off server in pod B."""
     server = subprocess.Popen(
         ["ip", "netns", "exec", topo.pods[1], "iperf3", "-s", "-1", "-p", str(IPERF_PORT),
@@ -333,12 +333,13 @@ def iperf(topo: Topology, seconds: int, extra_timeout: float, *args: str) -> dic
             result = {"error": done.stdout[-500:] + done.stderr[-500:]}
         if "error" in result:
             raise BenchError(f"iperf3 {' '.join(args)} in {topo.mode}: {result['error']}")
-        return result["end"]
+        end: dict[str, Any] = result["end"]
+        return end
     finally:
         stop_procs([server])
 
 
-def _wait_listening(pod: str, server: subprocess.Popen, timeout: float = 10) -> None:
+def _wait_listening(pod: str, server: subprocess.Popen[str], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -361,7 +362,7 @@ def ping_rtt(topo: Topology, timeout: float) -> float:
     return statistics.median(rtts)
 
 
-def cpu_seconds(proc: subprocess.Popen | None) -> float:
+def cpu_seconds(proc: subprocess.Popen[Any] | None) -> float:
     """utime + stime of a running process, from /proc/<pid>/stat."""
     if proc is None or proc.poll() is not None:
         raise BenchError("a tunnel process (openvpn or flanneld) exited during the run")
@@ -434,14 +435,14 @@ def _median(values: Iterable[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
-def summary(samples: list[Sample]) -> dict:
+def summary(samples: list[Sample]) -> dict[str, Any]:
     """Medians per mode, the TCP 1-stream ratios of medians pyflannel/vxlan and
     pyflannel/host-gw, and pyflannel/openvpn per round with the medians of those ratios.
     Pure: no I/O."""
     modes = {mode: _mode_summary([s for s in samples if s.mode == mode])
              for mode in MODES if any(s.mode == mode for s in samples)}
     ratios: dict[str, float] = {}
-    vs_openvpn: dict[str, dict] = {}
+    vs_openvpn: dict[str, dict[str, Any]] = {}
     for ours in (m for m in PYFLANNEL if m in modes):
         for other in ("vxlan", "host-gw"):
             if other in modes and modes[other]["tcp1_mbps_median"]:
@@ -452,8 +453,8 @@ def summary(samples: list[Sample]) -> dict:
     return {"modes": modes, "ratios_of_medians": ratios, "vs_openvpn": vs_openvpn}
 
 
-def _mode_summary(mine: list[Sample]) -> dict:
-    entry: dict = {f"{f}_median": _median(getattr(s, f) for s in mine) for f in FIGURES}
+def _mode_summary(mine: list[Sample]) -> dict[str, Any]:
+    entry: dict[str, Any] = {f"{f}_median": _median(getattr(s, f) for s in mine) for f in FIGURES}
     entry["tcp1_mbps_rounds"] = [round(s.tcp1_mbps, 1) for s in mine]
     with_cpu = [s.tunnel_cpu for s in mine if s.tunnel_cpu]
     entry["tunnel_cpu_median"] = ([_median(c[i] for c in with_cpu)
@@ -463,7 +464,7 @@ def _mode_summary(mine: list[Sample]) -> dict:
     return entry
 
 
-def per_round_ratios(samples: list[Sample], ours: str, ref: str) -> dict:
+def per_round_ratios(samples: list[Sample], ours: str, ref: str) -> dict[str, Any]:
     """For each of COMPARED: ours/ref in every round both ran (a round where ref's figure
     is 0 is left out), and the median of those ratios."""
     refs = {s.round: s for s in samples if s.mode == ref}
@@ -491,7 +492,7 @@ def sample_line(s: Sample) -> str:
             f"{s.cpu_server:.0f}%{cpu}{pps}")
 
 
-def print_summary(result: dict, rounds: int, seconds: int) -> None:
+def print_summary(result: dict[str, Any], rounds: int, seconds: int) -> None:
     print(f"\npod to pod, iperf3 -t {seconds} (UDP: -b {UDP_RATE} -l {UDP_LEN}), ping "
           f"{PINGS} x {PING_INTERVAL * 1000:.0f} ms; median of {rounds} round(s), "
           f"{os.cpu_count()} CPUs")

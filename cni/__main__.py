@@ -20,6 +20,11 @@ from .core.errors import (
     CNIError,
 )
 
+TYPE_CHECKING = False      # typing is not imported: VERSION and errors stay light
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any, BinaryIO
+
 ABOUT = "pyflannel CNI plugin 0.1.0"
 USAGE = f"""{ABOUT}
 CNI protocol versions supported: {", ".join(version.SUPPORTED)}
@@ -60,7 +65,7 @@ def _load_pyroute2_lightly() -> None:
         sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
 
 
-def _emit(obj: dict) -> None:
+def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
@@ -81,14 +86,14 @@ def _arm_deadline(seconds: float, reply: list[str]) -> None:
     """Past `seconds` the call fails with code 11 wherever it is (a blocking read, a lock
     held by a stuck process): the exception unwinds through ADD's rollback. Should even
     that hang, the error is written GRACE seconds later and the process exits."""
-    def expire(signum: int, frame) -> None:
+    def expire(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGALRM, give_up)
         signal.setitimer(signal.ITIMER_REAL, GRACE)
         where = f" (in {frame.f_code.co_name})" if frame is not None else ""
         raise CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after {seconds:g} s{where}",
                        "set PYFLANNEL_TIMEOUT for a longer bound")
 
-    def give_up(signum: int, frame) -> None:
+    def give_up(signum: int, frame: FrameType | None) -> None:
         _emit(CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after {seconds + GRACE:g} s",
                        "the rollback did not finish").to_dict(reply[0]))
         os._exit(1)
@@ -97,7 +102,7 @@ def _arm_deadline(seconds: float, reply: list[str]) -> None:
     signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
-def _read_config(stdin) -> bytes:
+def _read_config(stdin: BinaryIO) -> bytes:
     data = stdin.read(CONFIG_LIMIT + 1)
     if len(data) > CONFIG_LIMIT:
         raise CNIError(DECODING_FAILURE, "error parsing network config",
@@ -105,7 +110,7 @@ def _read_config(stdin) -> bytes:
     return data
 
 
-def _execute(env: dict[str, str], stdin) -> int:
+def _execute(env: dict[str, str], stdin: BinaryIO) -> int:
     reply = [version.CURRENT]     # the version errors are given in, once the config says
     if env.get("CNI_COMMAND") == "VERSION":
         _emit({"cniVersion": version.CURRENT, "supportedVersions": list(version.SUPPORTED)})

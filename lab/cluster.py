@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab.etcd import EtcdServer
 from lab.kept import KeptCluster, Process
@@ -68,7 +69,7 @@ class Node:
     underlay_ip: str
     iface: str
     extra_args: tuple[str, ...] = ()
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     pods: list[Pod] = field(default_factory=list)
 
     @property
@@ -100,9 +101,10 @@ class Node:
                 samples[name] = float(value)
         return samples
 
-    def peers(self) -> list[dict]:
+    def peers(self) -> list[dict[str, Any]]:
         status, body = http_get(self.netns, HEALTHZ_PORT, "/leases")
-        return json.loads(body) if status == 200 else []
+        found: list[dict[str, Any]] = json.loads(body) if status == 200 else []
+        return found
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
@@ -139,7 +141,7 @@ class Cluster:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.kept:
             self.teardown()
 
@@ -163,7 +165,7 @@ class Cluster:
             for node in self.nodes:
                 self.wait_ready(node)
 
-    def put_config(self, config: dict) -> None:
+    def put_config(self, config: dict[str, Any]) -> None:
         assert self.etcd is not None
         self.etcd.etcdctl("put", f"{self.prefix}/config", json.dumps(config))
 
@@ -229,7 +231,7 @@ class Cluster:
 
     # -- pods ---------------------------------------------------------------------------
 
-    def cni_conf(self, node: Node) -> dict:
+    def cni_conf(self, node: Node) -> dict[str, Any]:
         return {"cniVersion": "1.1.0", "name": self.net_name, "type": "pyflannel",
                 "subnetFile": str(node.subnet_file), "dataDir": str(node.dir / "cni")}
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.cluster import HEALTHZ_PORT, Cluster, Pod, flanneld_binary
@@ -29,10 +30,11 @@ def throughput(src: Pod, dst: Pod, seconds: int) -> float | None:
               netns=src.netns, timeout=seconds + 30, check=False)
     if out.returncode:
         return None
-    return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6
+    bits: float = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
+    return bits / 1e6
 
 
-def matrix(title: str, pods: list[Pod], cell) -> None:
+def matrix(title: str, pods: list[Pod], cell: Callable[[Pod, Pod], str]) -> None:
     width = 16
     print(f"\n{title} (rows: from, columns: to)")
     print(" " * width + "".join(f"{p.ip:>{width}}" for p in pods))
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         matrix("reachability across nodes (ping)", pods, reach)
         matrix(f"TCP throughput across nodes (iperf3, {args.seconds} s)", pods, rate)
+        assert cluster.etcd is not None      # started with the cluster
         keys = cluster.etcd.etcdctl("get", "--prefix", "--keys-only", cluster.prefix).split()
         print("\netcd keys:\n  " + "\n  ".join(keys))
         if args.keep:

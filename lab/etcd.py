@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lab.netns import run, unique
 
@@ -67,7 +68,7 @@ class EtcdServer:
         self.client_key = client_key or key
         self.start_timeout = start_timeout
         self.log_path = self.data_dir.parent / f"{self.name}.log"
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -80,7 +81,7 @@ class EtcdServer:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self.running else None
+        return self._proc.pid if self._proc is not None and self.running else None
 
     @property
     def running(self) -> bool:
@@ -151,7 +152,7 @@ class EtcdServer:
         return self.start()
 
     def _etcdctl(self, *args: str, timeout: float = 15,
-                 input: str | None = None) -> subprocess.CompletedProcess:  # noqa: A002
+                 input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
         tls = (["--cacert", str(self.ca), "--cert", str(self.client_cert),
                 "--key", str(self.client_key)] if self.cert else [])
         return run(ETCDCTL, "--endpoints", self.url, *tls, *args, netns=self.netns,
@@ -185,7 +186,7 @@ class EtcdServer:
 @contextmanager
 def etcd_server(base_dir: Path, netns: str | None = None, ip: str = "127.0.0.1",
                 client_port: int = 2379, peer_port: int = 2380, keep_data: bool = False,
-                **kw) -> Iterator[EtcdServer]:
+                **kw: Any) -> Iterator[EtcdServer]:
     """A started EtcdServer with its data dir and log under `base_dir`; on exit it is
     stopped and (unless keep_data) its data dir and log are removed."""
     name = kw.pop("name", None) or unique("etcd")

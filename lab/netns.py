@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from cni.io import netns
 
@@ -23,7 +24,7 @@ def unique(prefix: str) -> str:
 
 
 def run(*cmd: str, netns: str | None = None, check: bool = True, timeout: float = 30,
-        **kw) -> subprocess.CompletedProcess:
+        **kw: Any) -> subprocess.CompletedProcess[str]:
     if netns:
         cmd = ("ip", "netns", "exec", netns, *cmd)
     return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout,

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
 
 from flanneld.core import subnet_file
 from lab.netns import run
@@ -60,15 +61,17 @@ class Outcome:
     elapsed_ns: int = 0     # the plugin process's wall time, from start to exit
 
     @property
-    def json(self) -> dict:
-        return json.loads(self.stdout)
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.stdout)
+        return out
 
 
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"    # where the plugin finds iptables
 
 
-def invoke(command: str, conf: dict | str | bytes, *, node: str | None, container_id: str = "",
-           netns: str = "", ifname: str = "eth0", extra_env: dict | None = None,
+def invoke(command: str, conf: dict[str, Any] | str | bytes, *, node: str | None,
+           container_id: str = "", netns: str = "", ifname: str = "eth0",
+           extra_env: dict[str, str] | None = None,
            timeout: float = 60, plugin: str | None = None,
            path: str | None = None) -> Outcome:
     """One plugin run in netns `node` (None: the current one, for pure error paths only, or
@@ -91,8 +94,10 @@ def invoke(command: str, conf: dict | str | bytes, *, node: str | None, containe
     return Outcome(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), elapsed)
 
 
-def links(netns: str) -> list[dict]:
-    return json.loads(run("ip", "-j", "-d", "link", "show", netns=netns).stdout)
+def links(netns: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(run("ip", "-j", "-d", "link", "show",
+                                               netns=netns).stdout)
+    return out
 
 
 def addresses(netns: str, dev: str) -> list[str]:

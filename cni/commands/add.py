@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from ..core.attachment import Attachment, Record
 from ..core.ipam import allocate, release
@@ -15,7 +16,7 @@ from ..io.records import RecordStore
 from ..io.store import IPStore, StateDir
 
 
-def run(inv: Invocation, conf: NetConf) -> dict:
+def run(inv: Invocation, conf: NetConf) -> dict[str, Any]:
     env = subnet_file.load(conf.subnet_file)
     owner = Attachment(inv.container_id, inv.ifname)
     plan = plan_add(conf, env, owner, inv.args)
@@ -43,9 +44,10 @@ def run(inv: Invocation, conf: NetConf) -> dict:
                              alias=plan.host_alias)
         link.configure_pod(pod, pod_end, plan.pod_address(ip), plan.routes)
         link.announce(host, host_end, pod_fd, pod_end, ip)
-        if plan.masq_chain:
-            undo.append(lambda: masq.teardown(plan.masq_chain))
-            masq.setup(plan.masq_chain, ip, plan.networks, plan.masq_comment)
+        chain = plan.masq_chain
+        if chain:
+            undo.append(lambda: masq.teardown(chain))
+            masq.setup(chain, ip, plan.networks, plan.masq_comment)
         built = Built(bridge.mac, host_end.mac, pod_end.mac)
         return add_result(plan, ip, built, inv.netns, conf.dns).to_json(conf.cni_version)
     except BaseException:

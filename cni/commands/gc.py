@@ -8,6 +8,7 @@ record is written before any of them exists and removed after all of them are go
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from ..core.errors import KERNEL_FAILURE, CNIError
 from ..core.ipam import stale
@@ -28,7 +29,7 @@ def run(inv: Invocation, conf: NetConf) -> None:
     host = link.IPRoute()
     for view in link.all_links(host):
         if is_network_alias(view.alias, conf.name) and view.alias not in valid_aliases:
-            _attempt(errors, lambda v=view: link.delete(host, v.name))
+            _attempt(errors, partial(link.delete, host, view.name))
     if not state.exists():
         return _report(errors)
     kept = set(valid)      # and the attachments whose veth or chain could not be removed
@@ -36,10 +37,10 @@ def run(inv: Invocation, conf: NetConf) -> None:
         if record.owner in valid:
             continue
         failed = len(errors)
-        _attempt(errors, lambda r=record: link.delete_host_veth(
-            host, r.host_veth, host_veth_alias(conf.name, r.owner)))
+        _attempt(errors, partial(link.delete_host_veth, host, record.host_veth,
+                                 host_veth_alias(conf.name, record.owner)))
         if record.masq_chain:
-            _attempt(errors, lambda r=record: masq.teardown(r.masq_chain))
+            _attempt(errors, partial(masq.teardown, record.masq_chain))
         if len(errors) > failed:
             kept.add(record.owner)      # its record stays, for the next GC to try again
     with state.locked():

@@ -54,7 +54,7 @@ def _invalid(msg: str, details: str = "") -> CNIError:
     return CNIError(INVALID_NETWORK_CONFIG, msg, details)
 
 
-def _typed(raw: dict, key: str, kind: type, default: Any) -> Any:
+def _typed(raw: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     if key not in raw or raw[key] is None:
         return default
     value = raw[key]
@@ -64,13 +64,13 @@ def _typed(raw: dict, key: str, kind: type, default: Any) -> Any:
     return value
 
 
-def _path(raw: dict, key: str, default: str) -> str:
-    value = _typed(raw, key, str, default)
+def _path(raw: dict[str, Any], key: str, default: str) -> str:
+    value: str = _typed(raw, key, str, default)
     validate_text(value, f"network config: {key}", INVALID_NETWORK_CONFIG)
     return value
 
 
-def _section(raw: dict, *keys: str) -> dict:
+def _section(raw: dict[str, Any], *keys: str) -> dict[str, Any]:
     """raw[keys[0]][keys[1]]..., {} where absent; an error where it is not an object."""
     for depth, key in enumerate(keys):
         value = raw.get(key)
@@ -83,7 +83,7 @@ def _section(raw: dict, *keys: str) -> dict:
     return raw
 
 
-def _requests(raw: dict) -> tuple[tuple[Wanted, ...], tuple[Wanted, ...]]:
+def _requests(raw: dict[str, Any]) -> tuple[tuple[Wanted, ...], tuple[Wanted, ...]]:
     ips: list[Wanted] = []
     macs: list[Wanted] = []
     for section, ips_key, mac_key in ((_section(raw, "args", "cni"), ARGS_IPS, ARGS_MAC),
@@ -104,7 +104,7 @@ def _requests(raw: dict) -> tuple[tuple[Wanted, ...], tuple[Wanted, ...]]:
     return tuple(ips), tuple(macs)
 
 
-def _attachments(raw: dict) -> tuple[Attachment, ...] | None:
+def _attachments(raw: dict[str, Any]) -> tuple[Attachment, ...] | None:
     key = next((k for k in GC_KEYS if k in raw), None)
     if key is None:
         return None
@@ -130,7 +130,7 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode(data: bytes | str) -> dict:
+def decode(data: bytes | str) -> dict[str, Any]:
     try:
         raw = json.loads(data, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as e:
@@ -144,7 +144,7 @@ def decode(data: bytes | str) -> dict:
     return raw
 
 
-def cni_version_of(raw: dict) -> str:
+def cni_version_of(raw: dict[str, Any]) -> str:
     """The config's version; libcni assumes 0.1.0 when it is missing."""
     value = raw.get("cniVersion", "0.1.0")
     return value if isinstance(value, str) else repr(value)

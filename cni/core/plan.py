@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 from . import requested
 from .attachment import Attachment
@@ -89,7 +90,7 @@ def plan_add(conf: NetConf, env: SubnetEnv, owner: Attachment,
                              [arg_mac, *conf.requested_macs])
     gateway = IPv4Interface(f"{env.gateway}/{env.subnet.prefixlen}")
     if conf.is_default_gateway:
-        routes = (Route(DEFAULT_ROUTE, env.gateway),)
+        routes: tuple[Route, ...] = (Route(DEFAULT_ROUTE, env.gateway),)
     else:
         # A network the node subnet covers needs no route: the link's own prefix route
         # is there already (and adding one would fail with EEXIST).
@@ -133,7 +134,7 @@ class Built:
 
 
 def add_result(plan: AddPlan, ip: IPv4Address, built: Built, netns: str,
-               dns: dict) -> Result:
+               dns: dict[str, Any]) -> Result:
     return Result(
         interfaces=(
             Interface(plan.bridge, built.bridge_mac),

@@ -92,7 +92,7 @@ def merge(ips: list[Wanted], macs: list[Wanted | None]) -> Requested:
         if chosen is None:
             chosen = (ip, wanted.source)
     mac = None
-    for wanted in macs:
-        if wanted is not None:
-            mac = parse_mac(wanted)
+    for asked in macs:
+        if asked is not None:
+            mac = parse_mac(asked)
     return Requested(chosen[0] if chosen else None, chosen[1] if chosen else "", mac)

@@ -42,7 +42,7 @@ class Result:
     routes: tuple[Route, ...] = ()
     dns: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self, cni_version: str) -> dict:
+    def to_json(self, cni_version: str) -> dict[str, Any]:
         with_ip_version = version.has_ip_version_field(cni_version)
         with_mtu = version.at_least(cni_version, "1.1.0")
         out: dict[str, Any] = {"cniVersion": cni_version}
@@ -55,7 +55,7 @@ class Result:
         return out
 
 
-def _iface_json(iface: Interface, with_mtu: bool) -> dict:
+def _iface_json(iface: Interface, with_mtu: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": iface.name}
     if iface.mac:
         out["mac"] = iface.mac
@@ -66,7 +66,7 @@ def _iface_json(iface: Interface, with_mtu: bool) -> dict:
     return out
 
 
-def _ip_json(ip: IPConfig, with_ip_version: bool) -> dict:
+def _ip_json(ip: IPConfig, with_ip_version: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if with_ip_version:
         out["version"] = str(ip.address.version)
@@ -78,7 +78,7 @@ def _ip_json(ip: IPConfig, with_ip_version: bool) -> dict:
     return out
 
 
-def _route_json(route: Route) -> dict:
+def _route_json(route: Route) -> dict[str, str]:
     out = {"dst": str(route.dst)}
     if route.gw is not None:
         out["gw"] = str(route.gw)
@@ -95,12 +95,12 @@ def _text(value: object, what: str) -> str:
     return value
 
 
-def _optional_text(entry: dict, key: str, what: str) -> str:
+def _optional_text(entry: dict[str, Any], key: str, what: str) -> str:
     value = entry.get(key)
     return "" if value is None else _text(value, f"{what}.{key}")
 
 
-def _objects(raw: dict, key: str) -> list[dict]:
+def _objects(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """raw[key] as a list of objects ([] when absent or null)."""
     items = raw.get(key)
     if items is None:
@@ -116,14 +116,14 @@ def _number(value: object, what: str) -> int:
     return value
 
 
-def _interface(entry: dict) -> Interface:
+def _interface(entry: dict[str, Any]) -> Interface:
     return Interface(name=_text(entry.get("name"), "interfaces[].name"),
                      mac=_optional_text(entry, "mac", "interfaces[]"),
                      sandbox=_optional_text(entry, "sandbox", "interfaces[]"),
                      mtu=_number(entry.get("mtu") or 0, "interfaces[].mtu"))
 
 
-def _ip(entry: dict) -> IPConfig | None:
+def _ip(entry: dict[str, Any]) -> IPConfig | None:
     try:
         address = ip_interface(_text(entry.get("address"), "ips[].address"))
         if address.version != 4:
@@ -136,7 +136,7 @@ def _ip(entry: dict) -> IPConfig | None:
         raise _bad(f"ips[]: {e}") from None
 
 
-def _route(entry: dict) -> Route | None:
+def _route(entry: dict[str, Any]) -> Route | None:
     dst = _text(entry.get("dst"), "routes[].dst")
     gw = _optional_text(entry, "gw", "routes[]")
     if ":" in dst:
@@ -147,7 +147,7 @@ def _route(entry: dict) -> Route | None:
         raise _bad(f"routes[]: {e}") from None
 
 
-def from_json(raw: dict) -> Result:
+def from_json(raw: dict[str, Any]) -> Result:
     """Read a result (prevResult) of any supported version; IPv6 entries are kept out.
     Every field is type-checked: a wrong shape is a decoding error naming the field."""
     if not isinstance(raw, dict):

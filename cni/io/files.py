@@ -45,7 +45,8 @@ def read_bytes(path: str, limit: int) -> bytes:
     """The content of the regular file `path`; NotRegular if it is larger than `limit`."""
     fd = open_regular(path)
     try:
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while size <= limit:
             chunk = os.read(fd, min(limit + 1 - size, 1 << 16))
             if not chunk:

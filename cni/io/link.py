@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any, Protocol
 
-from pyroute2.iproute.linux import IPRoute
+from pyroute2.iproute.linux import IPRoute as IPRoute  # the commands' socket, re-exported
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..core import arp
@@ -43,6 +44,14 @@ def pod_socket(fd: int, path: str) -> IPRoute:
         return IPRoute()
 
 
+class Message(Protocol):
+    """What is read of a pyroute2 netlink message (pyroute2 has no type hints)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+    def get_attr(self, name: str) -> Any: ...
+
+
 @dataclass(frozen=True)
 class LinkView:
     index: int
@@ -55,7 +64,7 @@ class LinkView:
     up: bool
 
 
-def _view(msg) -> LinkView:
+def _view(msg: Message) -> LinkView:
     info = msg.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info else ""
     return LinkView(
@@ -152,7 +161,7 @@ def add_veth(host: IPRoute, pod: IPRoute, pod_fd: int, *, host_name: str, pod_na
     if find(host, host_name) is not None:
         raise CNIError(ALREADY_EXISTS, f"host veth {host_name} already exists",
                        "the attachment was added before; DEL it first")
-    peer: dict = {"ifname": pod_name, "net_ns_fd": pod_fd, "mtu": mtu}
+    peer: dict[str, object] = {"ifname": pod_name, "net_ns_fd": pod_fd, "mtu": mtu}
     if pod_mac:
         peer["address"] = pod_mac
     with kernel(f"create veth {host_name} with peer {pod_name} in the pod"):

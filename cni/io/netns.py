@@ -34,7 +34,7 @@ def open_netns(path: str) -> int:
     except FileNotFoundError:
         raise CNIError(UNKNOWN_CONTAINER, f"netns {path} does not exist") from None
     except OSError as e:
-        raise CNIError(INVALID_NETNS, f"cannot open netns {path}", e.strerror) from None
+        raise CNIError(INVALID_NETNS, f"cannot open netns {path}", e.strerror or "") from None
     st, own = os.fstat(fd), os.stat("/proc/self/ns/net")
     kind = _namespace_kind(fd, st.st_mode)
     if kind:
