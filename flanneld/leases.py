@@ -22,9 +22,11 @@ log = logging.getLogger("flanneld.lease")
 
 
 def acquire(registry: LeaseStore, config: NetworkConfig, public_ip: IPv4Address,
-            previous: IPv4Network | None, ttl: int, rng: RandomSource) -> Lease:
-    """This node's lease, as flannel picks it. SubnetsExhausted when the network is full,
-    LeaseConflict after RACE_RETRIES lost races; EtcdUnavailable passes through."""
+            previous: IPv4Network | None, ttl: int, rng: RandomSource,
+            backend_data: str | None = None) -> Lease:
+    """This node's lease, as flannel picks it, advertising `backend_data`. SubnetsExhausted
+    when the network is full, LeaseConflict after RACE_RETRIES lost races; EtcdUnavailable
+    passes through."""
     for _ in range(RACE_RETRIES):
         leases, _revision = registry.list_leases()
         choice = choose_subnet(config, leases, public_ip, previous, rng)
@@ -34,12 +36,12 @@ def acquire(registry: LeaseStore, config: NetworkConfig, public_ip: IPv4Address,
             registry.delete_lease(stale.subnet)
         if choice.existing is not None:
             lease = registry.renew_lease(choice.subnet, public_ip,
-                                         None if choice.ttl is None else ttl)
+                                         None if choice.ttl is None else ttl, backend_data)
             log.info("reusing lease %s already held by %s%s", lease.subnet, public_ip,
                      " (a reservation)" if lease.expiration is None else "")
             return lease
         try:
-            lease = registry.create_lease(choice.subnet, public_ip, ttl)
+            lease = registry.create_lease(choice.subnet, public_ip, ttl, backend_data)
         except LeaseConflict as e:
             log.info("lost the race for %s (%s); choosing again", choice.subnet, e)
             continue
@@ -49,12 +51,14 @@ def acquire(registry: LeaseStore, config: NetworkConfig, public_ip: IPv4Address,
                         f"nodes {RACE_RETRIES} times in a row")
 
 
-def recover(registry: LeaseStore, lease: Lease, ttl: int | None) -> Lease:
-    """Re-create this node's lease after its key vanished (deleted or expired).
+def recover(registry: LeaseStore, lease: Lease, ttl: int | None,
+            backend_data: str | None = None) -> Lease:
+    """Re-create this node's lease after its key vanished (deleted or expired), advertising
+    `backend_data`.
 
     LeaseLost when another node holds the subnet now; EtcdUnavailable passes through."""
     try:
-        fresh = registry.create_lease(lease.subnet, lease.public_ip, ttl)
+        fresh = registry.create_lease(lease.subnet, lease.public_ip, ttl, backend_data)
     except LeaseConflict:
         leases, _revision = registry.list_leases()
         holder = next((x for x in leases if x.subnet == lease.subnet), None)

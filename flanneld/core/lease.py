@@ -1,8 +1,10 @@
 """Leases and their etcd encoding, byte for byte as flannel writes them.
 
 Key: `<prefix>/subnets/10.244.1.0-24` (dual-stack keys append `&fc00::-64`; only the IPv4
-part is read). Value: `{"PublicIP":"10.0.0.1","PublicIPv6":null}` for a udp lease; other
-backends add BackendType/BackendData, which are tolerated and ignored.
+part is read). Value: `{"PublicIP":"10.0.0.1","PublicIPv6":null}` for a clear udp lease,
+exactly as flannel's udp backend writes it. A lease that advertises something (the
+encrypted udp mode's keys) adds `"BackendType":"udp","BackendData":{...}`, as flannel's
+other backends do; other keys are tolerated and ignored.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Lease:
     subnet: IPv4Network
     public_ip: IPv4Address
     expiration: float | None = None
+    backend_data: str | None = None  # BackendData as compact JSON with sorted keys, if any
 
 
 def subnet_key(subnet: IPv4Network) -> str:
@@ -50,17 +53,35 @@ def parse_subnet_key(key: str) -> IPv4Network | None:
         return None
 
 
-def encode_attrs(public_ip: IPv4Address) -> str:
-    """flannel's LeaseAttrs JSON for a udp lease (compact, PublicIP first, PublicIPv6 null)."""
-    return json.dumps({"PublicIP": str(public_ip), "PublicIPv6": None}, separators=(",", ":"))
+def encode_attrs(public_ip: IPv4Address, backend_data: str | None = None,
+                 backend_type: str = "udp") -> str:
+    """flannel's LeaseAttrs JSON (compact, PublicIP first, PublicIPv6 null); with
+    `backend_data` (JSON text) also BackendType and BackendData, as flannel orders them."""
+    text = json.dumps({"PublicIP": str(public_ip), "PublicIPv6": None}, separators=(",", ":"))
+    if backend_data is None:
+        return text
+    return (f'{text[:-1]},"BackendType":{json.dumps(backend_type)},'
+            f'"BackendData":{backend_data}}}')
+
+
+def backend_data_text(data: object) -> str:
+    """BackendData as stored in a Lease: compact JSON with sorted keys."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _object(value: str | bytes) -> object:
+    try:
+        return json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        raise LeaseFormatError(f"lease value is not JSON: {value[:80]!r}") from None
 
 
 def decode_attrs(value: str | bytes) -> IPv4Address:
     """The PublicIP of a lease value; LeaseFormatError when the value is not flannel's JSON."""
-    try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        raise LeaseFormatError(f"lease value is not JSON: {value[:80]!r}") from None
+    return _public_ip(_object(value), value)
+
+
+def _public_ip(obj: object, value: str | bytes) -> IPv4Address:
     text = obj.get("PublicIP") if isinstance(obj, dict) else None
     if not isinstance(text, str):
         raise LeaseFormatError(f"lease value has no PublicIP string: {value[:80]!r}")
@@ -75,4 +96,8 @@ def decode_lease(key: str, value: str | bytes, expiration: float | None) -> Leas
     subnet = parse_subnet_key(key)
     if subnet is None:
         raise LeaseFormatError(f"lease key {key!r} does not name a subnet")
-    return Lease(subnet, decode_attrs(value), expiration)
+    obj = _object(value)
+    public_ip = _public_ip(obj, value)
+    data = obj.get("BackendData") if isinstance(obj, dict) else None
+    return Lease(subnet, public_ip, expiration,
+                 None if data is None else backend_data_text(data))

@@ -1,8 +1,9 @@
 """The other nodes' leases, kept current from etcd listings and watch events.
 
 Like flannel's LeaseWatcher: events for this node's own subnet are dropped; a put of a
-known subnet with the same PublicIP is a renewal (expiration updated, no event); a put
-that changes the PublicIP emits "added" again, which consumers treat as replace-by-subnet.
+known subnet with the same PublicIP and BackendData is a renewal (expiration updated, no
+event); a put that changes either emits "added" again, which consumers treat as
+replace-by-subnet.
 `reset` diffs a full listing (at start and after a compaction) against the known set.
 The data plane routes on an immutable snapshot built from the table (`routes.Routes`).
 """
@@ -80,7 +81,8 @@ class LeaseTable:
     def _put(self, lease: Lease) -> Event | None:
         old = self._leases.get(lease.subnet)
         self._leases[lease.subnet] = lease
-        if old is not None and old.public_ip == lease.public_ip:
+        if (old is not None and old.public_ip == lease.public_ip
+                and old.backend_data == lease.backend_data):
             return None  # a renewal: new expiration, no routing change
         return Event("added", lease)
 

@@ -40,15 +40,16 @@ class LeaseStore(Protocol):
         ...
 
     def create_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                     ttl: int | None) -> Lease:
+                     ttl: int | None, backend_data: str | None = None) -> Lease:
         """Create the subnet's key if absent, expiring after `ttl` s (None: a reservation,
-        which never expires); LeaseConflict when the key exists."""
+        which never expires), advertising `backend_data` (JSON text; None: nothing);
+        LeaseConflict when the key exists."""
         ...
 
     def renew_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                    ttl: int | None) -> Lease:
+                    ttl: int | None, backend_data: str | None = None) -> Lease:
         """Put the subnet's key whether or not it exists, with a fresh expiry of `ttl` s
-        (None: a reservation)."""
+        (None: a reservation), advertising `backend_data`."""
         ...
 
     def delete_lease(self, subnet: IPv4Network) -> None:

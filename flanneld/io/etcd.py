@@ -246,10 +246,11 @@ class EtcdRegistry:
         return leases, response.header.revision
 
     def create_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                     ttl: int | None) -> Lease:
+                     ttl: int | None, backend_data: str | None = None) -> Lease:
         """Create the subnet's key if it does not exist yet, with an etcd lease of `ttl` s
         (None: a reservation). LeaseConflict when the key exists already."""
         key = self._key(subnet)
+        value = encode_attrs(public_ip, backend_data)
         with self._errors(f"create {key}"):
             etcd = self._client()
             start = self._clock()
@@ -257,7 +258,7 @@ class EtcdRegistry:
             # An error from the txn leaves the grant alone: the put may have happened.
             created, _ = etcd.transaction(
                 compare=[etcd.transactions.version(key) == 0],
-                success=[etcd.transactions.put(key, encode_attrs(public_ip),
+                success=[etcd.transactions.put(key, value,
                                                lease=granted.id if granted else None)],
                 failure=[])
             if not created:
@@ -266,20 +267,21 @@ class EtcdRegistry:
                 raise LeaseConflict(f"cannot create {key}: the key exists already "
                                     f"(another node leased {subnet} first)")
         log.info("created lease %s for %s (%s)", subnet, public_ip, _ttl_text(granted))
-        return Lease(subnet, public_ip, None if granted is None else start + granted.ttl)
+        return decode_lease(key, value, None if granted is None else start + granted.ttl)
 
     def renew_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                    ttl: int | None) -> Lease:
+                    ttl: int | None, backend_data: str | None = None) -> Lease:
         """flannel's updateSubnet: put the key with a NEW etcd lease of `ttl` s (None: no
         lease, a reservation). The old etcd lease is left to expire without its key."""
         key = self._key(subnet)
+        value = encode_attrs(public_ip, backend_data)
         with self._errors(f"renew {key}"):
             etcd = self._client()
             start = self._clock()
             granted = etcd.lease(ttl) if ttl is not None else None
-            etcd.put(key, encode_attrs(public_ip), lease=granted)
+            etcd.put(key, value, lease=granted)
         log.info("renewed lease %s for %s (%s)", subnet, public_ip, _ttl_text(granted))
-        return Lease(subnet, public_ip, None if granted is None else start + granted.ttl)
+        return decode_lease(key, value, None if granted is None else start + granted.ttl)
 
     def delete_lease(self, subnet: IPv4Network) -> None:
         """Delete the subnet's key; a key already gone is fine."""

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from ..core.errors import LeaseConflict
-from ..core.lease import Lease, subnet_key
+from ..core.lease import Lease, decode_lease, encode_attrs, subnet_key
 from ..core.lease_watch import Delete, Put, Sink, WatchBatch, WatchBroken
 from ..core.registry import Registry
 
@@ -59,19 +59,19 @@ class MemoryRegistry:
             return ordered, self.revision
 
     def create_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                     ttl: int | None) -> Lease:
+                     ttl: int | None, backend_data: str | None = None) -> Lease:
         with self._lock:
             self._expire()
             if subnet in self.leases:
                 raise LeaseConflict(f"cannot create the lease {subnet}: the key exists "
                                     f"already (another node leased {subnet} first)")
-            return self._put(subnet, public_ip, ttl)
+            return self._put(subnet, public_ip, ttl, backend_data)
 
     def renew_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                    ttl: int | None) -> Lease:
+                    ttl: int | None, backend_data: str | None = None) -> Lease:
         with self._lock:
             self._expire()
-            return self._put(subnet, public_ip, ttl)
+            return self._put(subnet, public_ip, ttl, backend_data)
 
     def delete_lease(self, subnet: IPv4Network) -> None:
         with self._lock:
@@ -110,8 +110,11 @@ class MemoryRegistry:
 
     # -- inside the lock
 
-    def _put(self, subnet: IPv4Network, public_ip: IPv4Address, ttl: int | None) -> Lease:
-        lease = Lease(subnet, public_ip, None if ttl is None else self.clock() + ttl)
+    def _put(self, subnet: IPv4Network, public_ip: IPv4Address, ttl: int | None,
+             backend_data: str | None) -> Lease:
+        # Stored as etcd would give it back: the value encoded and decoded again.
+        lease = decode_lease(subnet_key(subnet), encode_attrs(public_ip, backend_data),
+                             None if ttl is None else self.clock() + ttl)
         self.leases[subnet] = lease
         self._record(Put(lease))
         return lease

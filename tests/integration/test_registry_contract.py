@@ -126,6 +126,21 @@ def test_reservations_never_expire(subject) -> None:
     assert registry.list_leases()[0] == [Lease(NET_B, IP_B, None)]
 
 
+def test_what_a_lease_advertises_comes_back_from_listings_and_watches(subject) -> None:
+    registry = subject.registry
+    _, revision = registry.list_leases()
+    watch = subject.watch(revision + 1)
+    data = '{"Boot":"b","PublicKey":"k"}'
+    assert registry.create_lease(NET_A, IP_A, LEASE_TTL, data).backend_data == data
+    assert registry.renew_lease(NET_B, IP_B, None, data) == Lease(NET_B, IP_B, None, data)
+    assert [x.backend_data for x in registry.list_leases()[0]] == [data, data]
+    created, renewed = watch.changes(2)
+    assert isinstance(created, Put) and created.lease.backend_data == data
+    assert renewed == Put(Lease(NET_B, IP_B, None, data))
+    registry.renew_lease(NET_B, IP_B, None)  # advertising nothing again
+    assert watch.changes(1) == [Put(Lease(NET_B, IP_B, None))]
+
+
 def test_listings_are_in_key_order(subject) -> None:
     registry = subject.registry
     for subnet in (NET_C, NET_A, IPv4Network("10.244.10.0/24"), NET_B):

@@ -46,16 +46,16 @@ class MemoryRegistry(memory.MemoryRegistry):
         return super().list_leases()
 
     def create_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                     ttl: int | None) -> Lease:
+                     ttl: int | None, backend_data: str | None = None) -> Lease:
         self._call("create")
         if self.before_create is not None:
             self.before_create(subnet)
-        return super().create_lease(subnet, public_ip, ttl)
+        return super().create_lease(subnet, public_ip, ttl, backend_data)
 
     def renew_lease(self, subnet: IPv4Network, public_ip: IPv4Address,
-                    ttl: int | None) -> Lease:
+                    ttl: int | None, backend_data: str | None = None) -> Lease:
         self._call("renew")
-        return super().renew_lease(subnet, public_ip, ttl)
+        return super().renew_lease(subnet, public_ip, ttl, backend_data)
 
     def delete_lease(self, subnet: IPv4Network) -> None:
         self._call("delete")

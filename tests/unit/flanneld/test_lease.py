@@ -65,6 +65,19 @@ def test_key_round_trip(subnet: IPv4Network) -> None:
 
 def test_encode_attrs_is_flannels_bytes() -> None:
     assert encode_attrs(IPv4Address("10.0.0.1")) == '{"PublicIP":"10.0.0.1","PublicIPv6":null}'
+    assert encode_attrs(IPv4Address("10.0.0.1"), '{"PublicKey":"k"}') == (
+        '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendType":"udp",'
+        '"BackendData":{"PublicKey":"k"}}')
+
+
+def test_backend_data_is_read_back_in_one_form() -> None:
+    ip, key = IPv4Address("192.168.64.3"), "/coreos.com/network/subnets/10.244.3.0-24"
+    value = encode_attrs(ip, '{"PublicKey": "k",  "Boot": "b"}')
+    assert decode_lease(key, value, None).backend_data == '{"Boot":"b","PublicKey":"k"}'
+    assert decode_lease(key, encode_attrs(ip), None).backend_data is None
+    vxlan = ('{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan",'
+             '"BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}')
+    assert decode_lease(key, vxlan, None).backend_data == '{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}'
 
 
 @given(addresses)

@@ -37,6 +37,16 @@ def test_reset_reports_a_changed_public_ip_as_added() -> None:
     assert t.get(moved.subnet) == moved
 
 
+def test_a_changed_backend_data_is_added_again_and_the_same_is_a_renewal() -> None:
+    t = LeaseTable(OWN)
+    keyed = Lease(IPv4Network("10.244.2.0/24"), A, 100.0, '{"PublicKey":"x"}')
+    assert t.apply([Put(keyed)]) == [Event("added", keyed)]
+    assert t.apply([Put(Lease(keyed.subnet, A, 200.0, keyed.backend_data))]) == []
+    rotated = Lease(keyed.subnet, A, 200.0, '{"PublicKey":"y"}')
+    assert t.apply([Put(rotated)]) == [Event("added", rotated)]
+    assert t.reset([keyed]) == [Event("added", keyed)]
+
+
 def test_apply_puts_and_deletes() -> None:
     t = LeaseTable(OWN)
     x, x_renewed, x_moved = (lease("10.244.2.0/24"), lease("10.244.2.0/24", exp=500.0),
@@ -65,21 +75,25 @@ def test_without_an_own_subnet_everything_is_kept() -> None:
 SUBNETS = [IPv4Network(f"10.244.{i}.0/24") for i in range(1, 6)] + [IPv4Network("10.244.0.0/22")]
 IPS = [A, B, IPv4Address("192.168.1.3")]
 leases = st.builds(Lease, st.sampled_from(SUBNETS), st.sampled_from(IPS),
-                   st.none() | st.floats(0, 1e6, allow_nan=False))
+                   st.none() | st.floats(0, 1e6, allow_nan=False),
+                   st.sampled_from([None, '{"PublicKey":"a"}', '{"PublicKey":"b"}']))
 ops = st.one_of(leases.map(Put), st.sampled_from(SUBNETS).map(Delete))
 
 
-def routes(t: LeaseTable) -> dict[IPv4Network, IPv4Address]:
-    return {lz.subnet: lz.public_ip for lz in t}
+Hop = tuple[IPv4Address, str | None]   # what a peer's subnet routes to: address and keys
 
 
-def fold(before: dict[IPv4Network, IPv4Address], events: list[Event]) -> dict:
+def routes(t: LeaseTable) -> dict[IPv4Network, Hop]:
+    return {lz.subnet: (lz.public_ip, lz.backend_data) for lz in t}
+
+
+def fold(before: dict[IPv4Network, Hop], events: list[Event]) -> dict[IPv4Network, Hop]:
     after = dict(before)
     for ev in events:
         if ev.kind == "added":
-            after[ev.lease.subnet] = ev.lease.public_ip
+            after[ev.lease.subnet] = (ev.lease.public_ip, ev.lease.backend_data)
         else:
-            assert after.pop(ev.lease.subnet) == ev.lease.public_ip
+            assert after.pop(ev.lease.subnet) == (ev.lease.public_ip, ev.lease.backend_data)
     return after
 
 
@@ -114,5 +128,6 @@ def test_reset_events_are_the_diff(first: list[Lease], second: list[Lease]) -> N
     before = routes(t)
     events = t.reset(second)
     assert fold(before, events) == routes(t)
-    assert routes(t) == {lz.subnet: lz.public_ip for lz in second if lz.subnet != OWN}
+    assert routes(t) == {lz.subnet: (lz.public_ip, lz.backend_data) for lz in second
+                         if lz.subnet != OWN}
     assert t.reset(second) == []                      # a repeated listing changes nothing
