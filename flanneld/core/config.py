@@ -18,8 +18,10 @@ from typing import Any
 
 from .backend import KINDS, UDP
 from .errors import ConfigError
+from .sealing import ALGORITHMS
 
 DEFAULT_BACKEND = UDP  # flannel's default Backend.Type
+DEFAULT_ENCRYPTION = "aes-256-gcm"  # "Encryption": true (bench/README.md: the faster here)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class NetworkConfig:
     subnet_max: IPv4Address
     backend_type: str
     backend_port: int
+    encryption: str | None = None   # Backend.Encryption: an AEAD of sealing.ALGORITHMS
 
     @property
     def subnet_size(self) -> int:
@@ -44,7 +47,7 @@ class NetworkConfig:
 # Each field of NetworkConfig by flannel's key name.
 _KEYS = (("Network", "network"), ("SubnetLen", "subnet_len"), ("SubnetMin", "subnet_min"),
          ("SubnetMax", "subnet_max"), ("Backend.Type", "backend_type"),
-         ("Backend.Port", "backend_port"))
+         ("Backend.Port", "backend_port"), ("Backend.Encryption", "encryption"))
 
 
 def differences(a: NetworkConfig, b: NetworkConfig) -> list[str]:
@@ -66,7 +69,8 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str
             value = v
     if value is None:
         return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+    bools = kind is bool or (isinstance(kind, tuple) and bool in kind)
+    if not isinstance(value, kind) or (isinstance(value, bool) and not bools):
         raise _bad(f"{key} must be {what}, got {json.dumps(value)}")
     return value
 
@@ -108,10 +112,10 @@ def _subnet_len(obj: dict[str, Any], network: IPv4Network) -> int:
     return int(length)
 
 
-def _backend(obj: dict[str, Any]) -> tuple[str, int]:
+def _backend(obj: dict[str, Any]) -> tuple[str, int, str | None]:
     backend = _get(obj, "Backend", dict, "an object")
     if backend is None:
-        return DEFAULT_BACKEND.name, DEFAULT_BACKEND.default_port
+        return DEFAULT_BACKEND.name, DEFAULT_BACKEND.default_port, None
     name = _get(backend, "Type", str, "a string")
     known = ", ".join(KINDS)
     if not name:
@@ -124,7 +128,22 @@ def _backend(obj: dict[str, Any]) -> tuple[str, int]:
         port = kind.default_port
     if not 1 <= port <= 65535:
         raise _bad(f"Backend.Port {port} is not a UDP port (1..65535)")
-    return kind.name, port
+    return kind.name, port, _encryption(backend)
+
+
+def _encryption(backend: dict[str, Any]) -> str | None:
+    """Backend.Encryption: absent, null, false or "" for clear text; true for the default
+    algorithm; else an algorithm's name (case-insensitive)."""
+    value = _get(backend, "Encryption", (str, bool),
+                 f"true, false or one of {', '.join(ALGORITHMS)}")
+    if value is None or value is False or value == "":
+        return None
+    if value is True:
+        return DEFAULT_ENCRYPTION
+    if value.lower() not in ALGORITHMS:
+        raise _bad(f"Backend.Encryption {value!r} is not an algorithm pyflannel knows; use "
+                   f"one of {', '.join(ALGORITHMS)}")
+    return str(value.lower())
 
 
 def parse(text: str | bytes) -> NetworkConfig:
@@ -155,5 +174,5 @@ def parse(text: str | bytes) -> NetworkConfig:
             raise _bad(f"{key} {addr} is not on a SubnetLen (/{length}) boundary")
     if lo > hi:
         raise _bad(f"SubnetMin {lo} is above SubnetMax {hi}")
-    backend_type, port = _backend(obj)
-    return NetworkConfig(network, length, lo, hi, backend_type, port)
+    backend_type, port, encryption = _backend(obj)
+    return NetworkConfig(network, length, lo, hi, backend_type, port, encryption)

@@ -170,3 +170,30 @@ def test_differences_name_flannels_keys_once_defaulted() -> None:
 def test_differences_cover_every_field() -> None:
     from dataclasses import fields
     assert [name for _, name in config._KEYS] == [f.name for f in fields(NetworkConfig)]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, None), (False, None), ("", None), (True, config.DEFAULT_ENCRYPTION),
+    ("aes-256-gcm", "aes-256-gcm"), ("ChaCha20-Poly1305", "chacha20-poly1305"),
+])
+def test_encryption_names_an_aead_or_is_off(value: object, expected: str | None) -> None:
+    c = cfg(Network="10.244.0.0/16", Backend={"Type": "udp", "Encryption": value})
+    assert c.encryption == expected
+    assert cfg(Network="10.244.0.0/16").encryption is None
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("des-cbc", "Backend.Encryption 'des-cbc' is not an algorithm pyflannel knows; use one of"),
+    ("aes-128-gcm", "not an algorithm pyflannel knows"),
+    (3, "Encryption must be true, false or one of chacha20-poly1305, aes-256-gcm, got 3"),
+    (["aes-256-gcm"], "Encryption must be true, false or one of"),
+])
+def test_an_unknown_encryption_is_refused(value: object, fragment: str) -> None:
+    assert fragment in error(json.dumps({"Network": "10.244.0.0/16",
+                                         "Backend": {"Type": "udp", "Encryption": value}}))
+
+
+def test_differences_name_the_encryption() -> None:
+    clear = cfg(Network="10.244.0.0/16")
+    sealed = cfg(Network="10.244.0.0/16", Backend={"Type": "udp", "Encryption": "aes-256-gcm"})
+    assert config.differences(clear, sealed) == ["Backend.Encryption None != aes-256-gcm"]
