@@ -9,8 +9,9 @@ STAMP       := $(VENV)/.installed
 APT_PACKAGES := iproute2 iptables containernetworking-plugins golang-go \
                 golang-github-appc-cni-dev etcd-server etcd-client iperf3 iputils-ping curl \
                 python3-venv python3-pip ca-certificates strace \
-                binutils openvpn  # PyInstaller: objdump, strip; strace: the kill-anywhere test;
-                                  # openvpn: bench/throughput.py's reference tunnel
+                binutils openvpn wireguard-go wireguard-tools  # PyInstaller: objdump, strip;
+                # strace: the kill-anywhere test; openvpn, wireguard-go and wireguard-tools
+                # (wg): bench/throughput.py's reference tunnels
 
 .PHONY: demo down cnitool test build bench deps install lint clean
 

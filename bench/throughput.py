@@ -1,6 +1,7 @@
 """Pod-to-pod throughput and latency across two nodes: pyflannel (the whole daemon, and its
 udp backend alone with and without offloads) against OpenVPN (a user-space tun + UDP tunnel
-like ours), kernel VXLAN and plain routes (host-gw).
+like ours, in clear and with AES-256-GCM), wireguard-go (user-space WireGuard), kernel VXLAN
+and plain routes (host-gw).
 
 Run as root:  python -m bench.throughput [--rounds N] [--seconds S] [--modes M,...] [--json]
 
@@ -29,6 +30,26 @@ namespace on a veth whose node end is the pod's gateway. Per mode the nodes get:
              buffer the udp backend asks for (RCVBUF), so both tunnels get the same.
              `--verb 3` logs "Initialization Sequence Completed", which the run waits for
              before it adds the routes and pings across.
+- openvpn-gcm: the same in TLS mode (static-key mode cannot use an AEAD), node A
+             `--tls-server --dh none` and node B `--tls-client`, each with a certificate
+             of a throwaway CA made for the run (bench.pki, EC P-256) and checking the
+             peer's (`--remote-cert-tls`, `--verify-x509-name`); data channel AES-256-GCM
+             (`--data-ciphers` and `--data-ciphers-fallback`, so both ends agree; the run
+             checks the log says so). A data packet gains 24 bytes (P_DATA_V2 opcode and
+             peer ID 4, packet ID 4, GCM tag 16; the IV is implicit), so pod MTU and
+             `--tun-mtu` 1448: a 1448-byte packet into tun0 leaves eth0 as a 1500-byte
+             datagram.
+- wireguard-go: the user-space WireGuard (`wireguard-go -f`, one per node, started with
+             `ip netns exec`), configured with `wg set`: an X25519 key pair per node made
+             for the run, listen port 51820, the peer's key, endpoint and allowed IPs (its
+             pod subnet). The device gets `<own subnet>.0/32` and the node a route
+             `<peer subnet> dev <device>`. MTU 1440, WireGuard's rule for IPv4 (underlay -
+             60: IPv4 and UDP 28, message type, receiver index and counter 16, tag 16): a
+             1440-byte packet leaves as a 1500-byte datagram. The device is named
+             `pfwg<8 hex>`, unique, since wireguard-go's control socket is
+             /run/wireguard/<device>.sock whatever the namespace. Its UDP socket keeps the
+             default receive buffer (it has no option for one, and net.core.rmem_default
+             is the whole machine's).
 - vxlan:     a kernel vxlan device per node (VNI 1, port 4789) and, as flannel's vxlan
              backend does, a route `<peer subnet> via <peer vtep> dev vxlan0 onlink` with a
              static neighbour; pod MTU 1450 (underlay - 50).
@@ -38,18 +59,24 @@ A round measures every mode once, in an order that rotates every round. For a mo
 pod A -> pod B (50 pings 10 ms apart, median RTT), then `iperf3 -c` in pod A against a
 one-off `iperf3 -s -1` in pod B: TCP 1 stream, TCP 4 streams (-P 4) and UDP at 1 Gbit/s
 offered (-u -b 1G -l 1400: received Mbit/s and loss; 1400 bytes fit every pod MTU).
-Around the TCP 1-stream run the tunnel processes' CPU seconds are read (udp_node's SIGUSR1 report;
-utime + stime in /proc/<pid>/stat for openvpn and flanneld): % of one CPU per process
-over the test's duration and their CPU seconds together per Gbit received; for pyflannel
-also the packets per second through node A's tun -> udp path. Summary: medians over the
-rounds; the ratios pyflannel/vxlan and pyflannel/host-gw of the TCP 1-stream medians; and
-pyflannel/openvpn per round for TCP 1 and 4 streams, UDP received and RTT (for RTT lower
-is better), with the median of those per-round ratios.
+Around the TCP 1-stream run the tunnel processes' CPU seconds are read (udp_node's SIGUSR1
+report; utime + stime in /proc/<pid>/stat, all threads, for openvpn, wireguard-go and
+flanneld): % of one CPU per process over the test's duration and their CPU seconds
+together per Gbit received; for pyflannel also the packets per second through node A's
+tun -> udp path. Summary: medians over the rounds; the ratios pyflannel/vxlan and
+pyflannel/host-gw of the TCP 1-stream medians; and against each reference measured
+(openvpn, openvpn-gcm, wireguard-go), each pyflannel mode and each later reference per
+round for TCP 1 and 4 streams, UDP received and RTT (for RTT lower is better), with the
+median of those per-round ratios.
+
+Before the rounds, each reference tunnel's MTU is checked: a ping of the pod MTU from pod
+A, with DF, must cross node A's eth0 as UDP datagrams none of which is a fragment or larger
+than the underlay MTU (bench.underlay captures them).
 
 Everything lives in namespaces this run creates (unique `pfbt...` names; mode flanneld's
-are lab.cluster's); they and every process the run started are removed at the end, also on
-failure, Ctrl-C or SIGTERM. Nothing is added to the namespace the driver runs in. Every
-subprocess has a timeout.
+are lab.cluster's); they, every process the run started and the temp directories of the
+keys and certificates are removed at the end, also on failure, Ctrl-C or SIGTERM. Nothing
+is added to the namespace the driver runs in. Every subprocess has a timeout.
 """
 
 from __future__ import annotations
@@ -58,30 +85,38 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from bench import pki, underlay
 from flanneld.backends.udp import RCVBUF
 from lab.cluster import Cluster
-from lab.netns import Namespaces, run
+from lab.netns import Namespaces, run, unique
 
-MODES = ("flanneld", "udp", "udp-plain", "udp-baseline", "openvpn", "vxlan", "host-gw")
+MODES = ("flanneld", "udp", "udp-plain", "udp-baseline", "openvpn", "openvpn-gcm",
+         "wireguard-go", "vxlan", "host-gw")
 PYFLANNEL = ("flanneld", "udp", "udp-plain", "udp-baseline")
+REFERENCES = ("openvpn", "openvpn-gcm", "wireguard-go")   # the user-space tunnels compared
 # mode -> bench.udp_node --offload; udp-baseline runs the udp_node of --baseline's checkout
 UDP_NODE_OFFLOAD = {"udp": "on", "udp-plain": "off", "udp-baseline": "on"}
 UNDERLAY_MTU = 1500
+OPENVPN_GCM_OVERHEAD = 24     # P_DATA_V2 opcode + peer ID 4, packet ID 4, GCM tag 16
 POD_MTU = {"udp": UNDERLAY_MTU - 28, "udp-plain": UNDERLAY_MTU - 28,
            "udp-baseline": UNDERLAY_MTU - 28,
-           "openvpn": UNDERLAY_MTU - 28, "vxlan": UNDERLAY_MTU - 50, "host-gw": UNDERLAY_MTU}
+           "openvpn": UNDERLAY_MTU - 28, "openvpn-gcm": UNDERLAY_MTU - 28 - OPENVPN_GCM_OVERHEAD,
+           "wireguard-go": UNDERLAY_MTU - 60,     # WireGuard's rule for an IPv4 underlay
+           "vxlan": UNDERLAY_MTU - 50, "host-gw": UNDERLAY_MTU}
 NETWORK = IPv4Network("10.244.0.0/16")
 SUBNETS = (IPv4Network("10.244.1.0/24"), IPv4Network("10.244.2.0/24"))
 UNDERLAY = (IPv4Address("192.168.90.1"), IPv4Address("192.168.90.2"))
@@ -92,7 +127,11 @@ UDP_LEN = min(1400, min(POD_MTU.values()) - 28)      # iperf3 -l: fits every pod
 PINGS, PING_INTERVAL = 50, 0.01
 OPENVPN_PORT = 1194
 OPENVPN_TUN = "tun0"
-COMPARED = ("tcp1_mbps", "tcp4_mbps", "udp_mbps", "rtt_ms")    # pyflannel/openvpn per round
+OPENVPN_NAMES = ("node-a", "node-b")                 # the certificates' common names
+OPENVPN_GCM = "AES-256-GCM"
+WG_PORT = 51820
+WG_SOCKETS = Path("/run/wireguard")                  # wireguard-go's <device>.sock
+COMPARED = ("tcp1_mbps", "tcp4_mbps", "udp_mbps", "rtt_ms")    # ours/reference per round
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,9 +156,11 @@ class Topology:
     nodes: list[str]
     pods: list[str]
     pod_ips: list[IPv4Address]
-    procs: list[subprocess.Popen[Any]] = field(default_factory=list)  # udp_node/openvpn per node
-    logs: list[IO[bytes]] = field(default_factory=list)           # openvpn's output per node
+    procs: list[subprocess.Popen[Any]] = field(default_factory=list)  # the tunnel per node
+    logs: list[IO[bytes]] = field(default_factory=list)      # openvpn's/wireguard-go's output
     cluster: Cluster | None = None                                # mode flanneld
+    keys: Path | None = None          # a temp directory: the mode's keys and certificates
+    devices: list[str] = field(default_factory=list)         # wireguard-go's, per node
 
 
 def ip(netns: str, *args: str) -> None:
@@ -199,33 +240,125 @@ def start_udp_nodes(topo: Topology, timeout: float, root: Path = ROOT,
                              f"{_stderr_of(proc)}")
 
 
-def openvpn_args(i: int) -> list[str]:
-    """Node i's openvpn: peer to peer over UDP, cleartext (no TLS, no key), no DCO."""
-    return ["openvpn", "--disable-dco", "--dev", OPENVPN_TUN, "--dev-type", "tun",
+def openvpn_args(i: int, certs: pki.NodeFiles | None = None) -> list[str]:
+    """Node i's openvpn: peer to peer over UDP, no DCO; without `certs` cleartext (no TLS,
+    no key, mode openvpn), with them TLS (node A the server) and AES-256-GCM (openvpn-gcm)."""
+    mode = "openvpn" if certs is None else "openvpn-gcm"
+    args = ["openvpn", "--disable-dco", "--dev", OPENVPN_TUN, "--dev-type", "tun",
             "--proto", "udp", "--local", str(UNDERLAY[i]), "--remote", str(UNDERLAY[1 - i]),
             "--port", str(OPENVPN_PORT), "--ifconfig", str(SUBNETS[i].network_address),
-            str(SUBNETS[1 - i].network_address), "--cipher", "none", "--auth", "none",
-            "--tun-mtu", str(POD_MTU["openvpn"]), "--mtu-disc", "yes", "--mssfix", "0",
-            "--rcvbuf", str(RCVBUF), "--verb", "3"]
+            str(SUBNETS[1 - i].network_address)]
+    if certs is None:
+        args += ["--cipher", "none", "--auth", "none"]
+    else:
+        args += ["--tls-server", "--dh", "none", "--remote-cert-tls", "client"] if i == 0 else \
+                ["--tls-client", "--remote-cert-tls", "server"]
+        args += ["--ca", str(certs.ca), "--cert", str(certs.cert), "--key", str(certs.key),
+                 "--verify-x509-name", OPENVPN_NAMES[1 - i], "name",
+                 "--data-ciphers", OPENVPN_GCM, "--data-ciphers-fallback", OPENVPN_GCM]
+    return args + ["--tun-mtu", str(POD_MTU[mode]), "--mtu-disc", "yes", "--mssfix", "0",
+                   "--rcvbuf", str(RCVBUF), "--verb", "3"]
 
 
 def start_openvpn(topo: Topology, timeout: float) -> None:
-    """An openvpn per node, its tun up, a route to the peer's subnet through it; returns
-    once a ping from pod A reaches pod B."""
+    """An openvpn per node (mode openvpn or openvpn-gcm), its tun up, a route to the peer's
+    subnet through it; returns once a ping from pod A reaches pod B."""
+    certs: list[pki.NodeFiles | None] = [None, None]
+    if topo.mode == "openvpn-gcm":
+        topo.keys = Path(tempfile.mkdtemp(prefix="pfbt"))
+        issued = pki.issue(topo.keys, OPENVPN_NAMES)
+        certs = [issued[name] for name in OPENVPN_NAMES]
     for i, node in enumerate(topo.nodes):
         log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (openvpn writes it; closed at the end)
         topo.logs.append(log)
-        topo.procs.append(subprocess.Popen(["ip", "netns", "exec", node, *openvpn_args(i)],
+        topo.procs.append(subprocess.Popen(["ip", "netns", "exec", node,
+                                            *openvpn_args(i, certs[i])],
                                            stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT))
     for i, (node, proc, log) in enumerate(zip(topo.nodes, topo.procs, topo.logs, strict=True)):
-        deadline = time.monotonic() + timeout
-        while "Initialization Sequence Completed" not in _output(log):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"openvpn in {node} did not come up: {_output(log)[-2000:]}")
-            time.sleep(0.05)
+        # in TLS mode the data channel's cipher is logged just after this line
+        ready = ("Initialization Sequence Completed",) + (
+            () if certs[i] is None else ("Data Channel: cipher '",))
+        _wait_for(partial(_logged, log, ready), proc, log, f"openvpn in {node}", timeout)
+        if certs[i] is not None and not _gcm_data_channel(_output(log)):
+            raise BenchError(f"openvpn in {node} did not set up {OPENVPN_GCM}: "
+                             f"{_output(log)[-2000:]}")
         ip(node, "route", "add", str(SUBNETS[1 - i]), "dev", OPENVPN_TUN)
     wait_reachable(topo, timeout)
+
+
+def _logged(log: IO[bytes], texts: tuple[str, ...]) -> bool:
+    output = _output(log)
+    return all(text in output for text in texts)
+
+
+def _gcm_data_channel(log: str) -> bool:
+    """Whether openvpn's log says its data channel uses AES-256-GCM (and nothing else)."""
+    ciphers = re.findall(r"Data Channel: cipher '([^']*)'", log)
+    return bool(ciphers) and all(c == OPENVPN_GCM for c in ciphers)
+
+
+def start_wireguard(topo: Topology, timeout: float) -> None:
+    """A wireguard-go per node, configured with wg: keys, port, the peer; its device up
+    with the pod MTU, a route to the peer's subnet through it; returns once a ping from
+    pod A reaches pod B."""
+    topo.keys = Path(tempfile.mkdtemp(prefix="pfbt"))
+    keys = [pki.wireguard_key(topo.keys, f"node{i}") for i in range(len(topo.nodes))]
+    # foreground, and no banner about the kernel module
+    env = {**os.environ, "WG_PROCESS_FOREGROUND": "1"}
+    for node in topo.nodes:
+        topo.devices.append(unique("pfwg"))
+        log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (wireguard-go writes it; closed at the end)
+        topo.logs.append(log)
+        topo.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", node, "wireguard-go", "-f", topo.devices[-1]], env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+    for i, (node, dev, proc, log) in enumerate(zip(topo.nodes, topo.devices, topo.procs,
+                                                   topo.logs, strict=True)):
+        sock = WG_SOCKETS / f"{dev}.sock"
+        _wait_for(sock.exists, proc, log, f"wireguard-go in {node}", timeout)
+        run("wg", "set", dev, "private-key", str(keys[i].private_file),
+            "listen-port", str(WG_PORT), "peer", keys[1 - i].public,
+            "endpoint", f"{UNDERLAY[1 - i]}:{WG_PORT}", "allowed-ips", str(SUBNETS[1 - i]),
+            netns=node)
+        ip(node, "link", "set", dev, "mtu", str(POD_MTU["wireguard-go"]))
+        ip(node, "addr", "add", f"{SUBNETS[i].network_address}/32", "dev", dev)
+        ip(node, "link", "set", dev, "up")
+        ip(node, "route", "add", str(SUBNETS[1 - i]), "dev", dev)
+    wait_reachable(topo, timeout)
+
+
+def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen[Any], log: IO[bytes],
+              what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"{what} did not come up: {_output(log)[-2000:]}")
+        time.sleep(0.05)
+
+
+def check_underlay(topo: Topology, timeout: float) -> int:
+    """The largest datagram node A sends to node B while a DF ping of the pod MTU goes from
+    pod A to pod B; a BenchError if any is a fragment or does not fit the underlay MTU."""
+    mtu = POD_MTU[topo.mode]
+
+    def ping() -> None:
+        done = run("ping", "-c", "1", "-W", "2", "-M", "do", "-s", str(mtu - 28),
+                   str(topo.pod_ips[1]), netns=topo.pods[0], check=False, timeout=timeout)
+        if done.returncode:
+            raise BenchError(f"a {mtu}-byte ping does not cross {topo.mode}: "
+                             f"{done.stdout[-500:]}{done.stderr[-500:]}")
+
+    sent = [s for s in underlay.sent_during(topo.nodes[0], "eth0", ping)
+            if s.dst == UNDERLAY[1] and s.proto == underlay.IPPROTO_UDP]
+    if not sent or any(s.fragment for s in sent) or max(s.length for s in sent) > UNDERLAY_MTU:
+        raise BenchError(f"{topo.mode}: a {mtu}-byte pod packet does not fit the underlay "
+                         f"MTU {UNDERLAY_MTU}: {sent}")
+    largest = max(s.length for s in sent)
+    if largest < mtu:
+        raise BenchError(f"{topo.mode}: no datagram of a {mtu}-byte pod packet on the "
+                         f"underlay: {sent}")
+    return largest
 
 
 def _output(log: IO[bytes]) -> str:
@@ -276,6 +409,19 @@ def udp_report(topo: Topology, timeout: float = 5) -> list[dict[str, Any]]:
         except ValueError:
             raise BenchError(f"udp_node answered {line!r} to SIGUSR1") from None
     return out
+
+
+def teardown(topo: Topology) -> None:
+    """Stops what `topo` started and removes its files (its namespaces are the caller's)."""
+    stop_procs(topo.procs)
+    for log in topo.logs:
+        log.close()
+    if topo.cluster is not None:
+        topo.cluster.teardown()
+    for dev in topo.devices:      # left behind if wireguard-go did not exit cleanly
+        (WG_SOCKETS / f"{dev}.sock").unlink(missing_ok=True)
+    if topo.keys is not None:
+        shutil.rmtree(topo.keys, ignore_errors=True)
 
 
 def stop_procs(procs: list[subprocess.Popen[Any]]) -> None:
@@ -365,7 +511,8 @@ def ping_rtt(topo: Topology, timeout: float) -> float:
 def cpu_seconds(proc: subprocess.Popen[Any] | None) -> float:
     """utime + stime of a running process, from /proc/<pid>/stat."""
     if proc is None or proc.poll() is not None:
-        raise BenchError("a tunnel process (openvpn or flanneld) exited during the run")
+        raise BenchError("a tunnel process (openvpn, wireguard-go or flanneld) exited during "
+                         "the run")
     stat = Path(f"/proc/{proc.pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()      # from field 3 (state) on
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -387,7 +534,7 @@ def probe(topo: Topology) -> Probe | None:
         assert topo.cluster is not None
         return Probe([cpu_seconds(n.proc) for n in topo.cluster.nodes],
                      _daemon_tx_packets(topo))
-    if topo.mode == "openvpn":
+    if topo.mode in REFERENCES:
         return Probe([cpu_seconds(p) for p in topo.procs], None)
     return None
 
@@ -437,20 +584,24 @@ def _median(values: Iterable[float | None]) -> float | None:
 
 def summary(samples: list[Sample]) -> dict[str, Any]:
     """Medians per mode, the TCP 1-stream ratios of medians pyflannel/vxlan and
-    pyflannel/host-gw, and pyflannel/openvpn per round with the medians of those ratios.
-    Pure: no I/O."""
+    pyflannel/host-gw, and against each reference measured (`vs`, by reference) each
+    pyflannel mode and each later reference per round, with the medians of those ratios;
+    `vs_openvpn` is the pyflannel modes' part of vs["openvpn"]. Pure: no I/O."""
     modes = {mode: _mode_summary([s for s in samples if s.mode == mode])
              for mode in MODES if any(s.mode == mode for s in samples)}
     ratios: dict[str, float] = {}
-    vs_openvpn: dict[str, dict[str, Any]] = {}
-    for ours in (m for m in PYFLANNEL if m in modes):
+    ours_present = [m for m in PYFLANNEL if m in modes]
+    for ours in ours_present:
         for other in ("vxlan", "host-gw"):
             if other in modes and modes[other]["tcp1_mbps_median"]:
                 ratios[f"{ours}/{other}"] = (modes[ours]["tcp1_mbps_median"]
                                              / modes[other]["tcp1_mbps_median"])
-        if "openvpn" in modes:
-            vs_openvpn[ours] = per_round_ratios(samples, ours, "openvpn")
-    return {"modes": modes, "ratios_of_medians": ratios, "vs_openvpn": vs_openvpn}
+    refs = [m for m in REFERENCES if m in modes]
+    vs = {ref: {mode: per_round_ratios(samples, mode, ref)
+                for mode in ours_present + refs[refs.index(ref) + 1:]}
+          for ref in refs}
+    vs_openvpn = {mode: r for mode, r in vs.get("openvpn", {}).items() if mode in PYFLANNEL}
+    return {"modes": modes, "ratios_of_medians": ratios, "vs_openvpn": vs_openvpn, "vs": vs}
 
 
 def _mode_summary(mine: list[Sample]) -> dict[str, Any]:
@@ -486,7 +637,7 @@ def sample_line(s: Sample) -> str:
            f", tunnel CPU {'/'.join(f'{c:.0f}%' for c in s.tunnel_cpu)} "
            f"{_fmt(s.cpu_s_per_gbit, '.2f')} CPU-s/Gbit")
     pps = "" if s.pps is None else f", {s.pps:.0f} pps"
-    return (f"round {s.round} {s.mode:9} TCP1 {s.tcp1_mbps:7.1f} Mbit/s (retr {s.retransmits})"
+    return (f"round {s.round} {s.mode:12} TCP1 {s.tcp1_mbps:7.1f} Mbit/s (retr {s.retransmits})"
             f", TCP4 {s.tcp4_mbps:7.1f}, UDP {s.udp_mbps:6.1f} (loss {s.udp_loss_pct:.1f}%)"
             f", RTT {s.rtt_ms:.3f} ms, iperf3 CPU client {s.cpu_client:.0f}% server "
             f"{s.cpu_server:.0f}%{cpu}{pps}")
@@ -496,11 +647,11 @@ def print_summary(result: dict[str, Any], rounds: int, seconds: int) -> None:
     print(f"\npod to pod, iperf3 -t {seconds} (UDP: -b {UDP_RATE} -l {UDP_LEN}), ping "
           f"{PINGS} x {PING_INTERVAL * 1000:.0f} ms; median of {rounds} round(s), "
           f"{os.cpu_count()} CPUs")
-    print(f"{'mode':9} {'TCP1':>7} {'retr':>5} {'TCP4':>7} {'UDP rx':>7} {'loss%':>6} "
+    print(f"{'mode':12} {'TCP1':>7} {'retr':>5} {'TCP4':>7} {'UDP rx':>7} {'loss%':>6} "
           f"{'RTT ms':>7} {'cl%':>4} {'sv%':>4} {'tunnel CPU%':>11} {'CPU-s/Gb':>8}   TCP1 runs")
     for mode, e in result["modes"].items():
         cpu = "/".join(f"{c:.0f}" for c in e["tunnel_cpu_median"] or []) or "-"
-        print(f"{mode:9} {e['tcp1_mbps_median']:7.1f} {e['retransmits_median']:5.0f} "
+        print(f"{mode:12} {e['tcp1_mbps_median']:7.1f} {e['retransmits_median']:5.0f} "
               f"{e['tcp4_mbps_median']:7.1f} {e['udp_mbps_median']:7.1f} "
               f"{e['udp_loss_pct_median']:6.1f} {e['rtt_ms_median']:7.3f} "
               f"{e['cpu_client_median']:4.0f} {e['cpu_server_median']:4.0f} {cpu:>11} "
@@ -510,13 +661,15 @@ def print_summary(result: dict[str, Any], rounds: int, seconds: int) -> None:
             print(f"{mode}: {e['pps_median']:.0f} packets/s node A tun->udp (TCP1)")
     for pair, ratio in result["ratios_of_medians"].items():
         print(f"{pair} (TCP1, ratio of medians): {ratio:.3f}")
-    if result["vs_openvpn"]:
-        print("pyflannel/openvpn, median of per-round ratios (higher is better; "
+    for ref, table in result["vs"].items():
+        if not table:
+            continue
+        print(f"mode/{ref}, median of per-round ratios (higher is better; "
               "RTT: lower is better)")
-        print(f"{'mode':9} " + " ".join(f"{f:>9}" for f in COMPARED))
-        for mode, r in result["vs_openvpn"].items():
-            print(f"{mode:9} " + " ".join(f"{_fmt(r[f]['median'], '9.3f'):>9}"
-                                          for f in COMPARED))
+        print(f"{'mode':12} " + " ".join(f"{f:>9}" for f in COMPARED))
+        for mode, r in table.items():
+            print(f"{mode:12} " + " ".join(f"{_fmt(r[f]['median'], '9.3f'):>9}"
+                                           for f in COMPARED))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -561,8 +714,15 @@ def main(argv: list[str] | None = None) -> int:
             if mode in UDP_NODE_OFFLOAD:
                 start_udp_nodes(topos[-1], timeout=15,
                                 root=args.baseline if mode == "udp-baseline" else ROOT)
-            elif mode == "openvpn":
+            elif mode in ("openvpn", "openvpn-gcm"):
                 start_openvpn(topos[-1], timeout=15)
+            elif mode == "wireguard-go":
+                start_wireguard(topos[-1], timeout=15)
+            if mode in REFERENCES:
+                size = check_underlay(topos[-1], args.timeout)
+                print(f"{mode}: a {POD_MTU[mode]}-byte pod packet crosses the underlay as a "
+                      f"{size}-byte datagram (underlay MTU {UNDERLAY_MTU})",
+                      file=sys.stderr if args.json else sys.stdout, flush=True)
         for r in range(args.rounds):
             order = topos[r % len(topos):] + topos[:r % len(topos)]
             for topo in order:
@@ -578,11 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # finish the cleanup
         for topo in topos:
-            stop_procs(topo.procs)
-            for log in topo.logs:
-                log.close()
-            if topo.cluster is not None:
-                topo.cluster.teardown()
+            teardown(topo)
         ns.cleanup()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     result = summary(samples)

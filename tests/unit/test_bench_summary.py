@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.throughput import Sample, per_round_ratios, summary
+from bench.throughput import Sample, per_round_ratios, print_summary, summary
 
 
 def sample(mode: str, rnd: int, **figures) -> Sample:
@@ -42,6 +42,7 @@ def test_modes_in_benchmark_order_and_only_those_measured():
     result = summary([sample("host-gw", 1), sample("udp", 1), sample("flanneld", 1)])
     assert list(result["modes"]) == ["flanneld", "udp", "host-gw"]
     assert result["vs_openvpn"] == {}
+    assert result["vs"] == {}
 
 
 def test_ratio_of_medians_against_the_kernel_modes():
@@ -89,7 +90,48 @@ def test_no_pairs_gives_no_median():
     assert ratios["rtt_ms"] == {"median": None, "rounds": []}
 
 
+def test_a_table_per_reference_with_each_pyflannel_mode_and_each_later_reference():
+    samples = [sample("openvpn", 1, tcp1_mbps=400), sample("openvpn-gcm", 1, tcp1_mbps=200),
+               sample("wireguard-go", 1, tcp1_mbps=300), sample("udp", 1, tcp1_mbps=600),
+               sample("flanneld", 1, tcp1_mbps=500), sample("vxlan", 1, tcp1_mbps=5000)]
+    vs = summary(samples)["vs"]
+    assert list(vs) == ["openvpn", "openvpn-gcm", "wireguard-go"]
+    tcp1 = {ref: {mode: r["tcp1_mbps"]["median"] for mode, r in table.items()}
+            for ref, table in vs.items()}
+    assert tcp1 == {
+        "openvpn": {"flanneld": 1.25, "udp": 1.5, "openvpn-gcm": 0.5, "wireguard-go": 0.75},
+        "openvpn-gcm": {"flanneld": 2.5, "udp": 3.0, "wireguard-go": 1.5},
+        "wireguard-go": {"flanneld": pytest.approx(5 / 3), "udp": 2.0}}
+
+
+def test_vs_openvpn_keeps_to_the_pyflannel_modes():
+    samples = [sample(mode, 1) for mode in ("udp", "openvpn", "openvpn-gcm", "wireguard-go")]
+    result = summary(samples)
+    assert list(result["vs_openvpn"]) == ["udp"]
+    assert result["vs_openvpn"]["udp"] == result["vs"]["openvpn"]["udp"]
+
+
+def test_only_the_references_measured_get_a_table():
+    samples = [sample("udp", 1, tcp1_mbps=600), sample("openvpn-gcm", 1, tcp1_mbps=200)]
+    result = summary(samples)
+    assert list(result["vs"]) == ["openvpn-gcm"]
+    assert result["vs"]["openvpn-gcm"]["udp"]["tcp1_mbps"]["median"] == 3.0
+    assert result["vs_openvpn"] == {}
+
+
+def test_the_printed_summary_has_a_table_per_reference(capsys):
+    samples = [sample(mode, 1, tunnel_cpu=[50.0, 60.0], cpu_s_per_gbit=2.0)
+               for mode in ("udp", "openvpn", "openvpn-gcm", "wireguard-go")]
+    print_summary(summary(samples), rounds=1, seconds=2)
+    out = capsys.readouterr().out
+    assert [line.split(",")[0] for line in out.splitlines() if "per-round" in line] == [
+        "mode/openvpn", "mode/openvpn-gcm", "mode/wireguard-go"]
+    assert ["wireguard-go", "1.000", "1.000", "1.000", "1.000"] in [
+        line.split() for line in out.splitlines()]                  # under mode/openvpn
+
+
 def test_the_summary_is_json():
     samples = [sample(mode, r, tunnel_cpu=[50.0, 60.0], cpu_s_per_gbit=2.0)
-               for mode in ("udp", "openvpn", "vxlan") for r in (1, 2)]
+               for mode in ("udp", "openvpn", "openvpn-gcm", "wireguard-go", "vxlan")
+               for r in (1, 2)]
     assert json.loads(json.dumps(summary(samples))) == summary(samples)
