@@ -4,7 +4,9 @@
   modules and an allowlist of pure standard-library modules, by import statements (no
   `__import__` or `importlib` calls). Relative imports are resolved to absolute names
   first, so `from ..io import link` or `from .. import io` in a core module counts as
-  importing `cni.io`.
+  importing `cni.io`. `flanneld.core` may also import the pure primitives of
+  `cryptography` it names (AEADs, X25519, HKDF), never its key generation or the system's
+  randomness (`secrets` stays banned).
 - `cni` and `flanneld` never import each other (the exec'd plugin starts fast; the two
   programs share formats, not code).
 - Shipped code (`cni`, `flanneld`) never imports the lab, the benchmarks, the build or the
@@ -43,6 +45,18 @@ PURE_STDLIB = frozenset({
     "logging", "math", "operator", "re", "string", "struct", "textwrap", "types", "typing",
     "zlib",
 })
+# Third-party modules a core package may import, per core: computation only. The daemon's
+# core seals datagrams and derives keys with these `cryptography` primitives; keys come in
+# as bytes (nothing in a core generates one: that needs the system's randomness).
+PURE_THIRD_PARTY = {
+    "flanneld.core": frozenset({
+        "cryptography.exceptions",
+        "cryptography.hazmat.primitives.asymmetric.x25519",
+        "cryptography.hazmat.primitives.ciphers.aead",
+        "cryptography.hazmat.primitives.hashes",
+        "cryptography.hazmat.primitives.kdf.hkdf",
+    }),
+}
 
 
 @dataclass(frozen=True)
@@ -259,6 +273,13 @@ def test_the_rules_below_would_catch_what_they_forbid() -> None:
                     "from .plan import x\n__import__('json')\n", "cni.core.ipam")
     assert [i.name for i in bad_core if not core_allows("cni.core", i)] == [
         "cni.io", "cni.io.link.find", "socket", "json"]
+    crypto = ("from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
+              "from cryptography import x509\nimport cryptography\n")
+    assert [i.name for i in scan(crypto, "flanneld.core.sealing")
+            if not core_allows("flanneld.core", i)] == ["cryptography.x509", "cryptography"]
+    assert [i.name for i in scan(crypto, "cni.core.plan") if not core_allows("cni.core", i)] \
+        == ["cryptography.hazmat.primitives.ciphers.aead.AESGCM", "cryptography.x509",
+            "cryptography"]
     assert [i.name for i in scan("from ..core import lease\n", "flanneld.io.etcd")
             if crosses("flanneld", i)] == []
     assert [i.name for i in scan("from cni.core import plan\nimport lab.netns\n",
@@ -268,6 +289,8 @@ def test_the_rules_below_would_catch_what_they_forbid() -> None:
 
 def test_the_allowlist_holds_no_io_module() -> None:
     assert PURE_STDLIB & IO_MODULES == set()
+    assert all(m.split(".")[0] not in IO_MODULES | PURE_STDLIB
+               for allowed in PURE_THIRD_PARTY.values() for m in allowed)
 
 
 def test_the_packages_are_there() -> None:
@@ -285,9 +308,11 @@ def test_the_packages_are_there() -> None:
 # --- the rules --------------------------------------------------------------------------
 
 def core_allows(core: str, imp: Import) -> bool:
-    """Static imports of the core itself and of pure stdlib modules; no import calls."""
+    """Static imports of the core itself, of pure stdlib modules and of the core's pure
+    third-party modules; no import calls."""
     return imp.form != "call" and (
-        imp.within(core) or (imp.top in PURE_STDLIB and imp.top not in IO_MODULES))
+        imp.within(core) or (imp.top in PURE_STDLIB and imp.top not in IO_MODULES)
+        or any(imp.within(m) for m in PURE_THIRD_PARTY.get(core, ())))
 
 
 def crosses(program: str, imp: Import) -> bool:
