@@ -16,6 +16,7 @@ file, then /healthz. etcd being away never stops forwarding: the last known rout
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import time
@@ -24,9 +25,11 @@ from collections.abc import Callable
 from ipaddress import IPv4Network
 
 from . import backends, leases, network_config
-from .core import metrics
+from .backends.udp_sealed import Encryption
+from .core import metrics, sealing
 from .core import subnet_file as subnet_text
 from .core.backend import Backend
+from .core.config import NetworkConfig
 from .core.control import (
     AcquireLease,
     CancelWatch,
@@ -62,8 +65,10 @@ from .core.control import (
 )
 from .core.errors import EtcdUnavailable
 from .core.iptables import ChainSpec, forward_spec, masq_spec
+from .core.keys import BOOT_SIZE, Identity, encode_backend_data
+from .core.lease import backend_data_text
 from .core.registry import Registry
-from .io import healthz, iface, iptables, subnet_file
+from .io import healthz, iface, iptables, keyfile, subnet_file
 from .options import Options
 
 log = logging.getLogger("flanneld")
@@ -96,6 +101,8 @@ class Daemon:
         self.chains: list[ChainSpec] = []
         self.cancel_watch: Callable[[], None] | None = None
         self.server: healthz.HealthServer | None = None
+        self.encryption: Encryption | None = None
+        self.advertised: str | None = None    # the lease's BackendData (the encrypted mode)
 
     # -- entry points -------------------------------------------------------------------
 
@@ -171,16 +178,18 @@ class Daemon:
                                                        self.control.settings.config_key))
             case AcquireLease(config):
                 underlay = self._underlay()
+                self._load_keys(config)
                 public_ip = self.opts.public_ip or underlay.address
                 previous = subnet_text.previous_subnet(subnet_file.read(self.opts.subnet_file))
                 return LeaseAcquired(leases.acquire(self.registry, config, public_ip, previous,
-                                                    self.opts.subnet_lease_ttl, self.rng))
+                                                    self.opts.subnet_lease_ttl, self.rng,
+                                                    self.advertised))
             case StartDataPlane(config, lease):
                 underlay = self._underlay()
                 self.backend = self.make_backend(
                     config.backend_type, iface_addr=underlay.address, iface_mtu=underlay.mtu,
                     port=config.backend_port, network=config.network, subnet=lease.subnet,
-                    offload=self.opts.udp_offload)
+                    offload=self.opts.udp_offload, encryption=self.encryption)
                 self.backend.start()
                 self._install_iptables(config.network, lease.subnet)
                 return DataPlaneStarted(self.backend.mtu)
@@ -199,9 +208,10 @@ class Daemon:
                 assert self.backend is not None
                 self.backend.set_routes(routes)
             case Renew(lease, ttl):
-                return Renewed(self.registry.renew_lease(lease.subnet, lease.public_ip, ttl))
+                return Renewed(self.registry.renew_lease(lease.subnet, lease.public_ip, ttl,
+                                                         self.advertised))
             case Recover(lease, ttl):
-                return Recovered(leases.recover(self.registry, lease, ttl))
+                return Recovered(leases.recover(self.registry, lease, ttl, self.advertised))
             case Probe():
                 assert self.backend is not None
                 alive = self.backend.alive()
@@ -212,6 +222,22 @@ class Daemon:
             case ResyncIptables():
                 self._resync_iptables()
         return None
+
+    def _load_keys(self, config: NetworkConfig) -> None:
+        """For an encrypted network: this node's key pair (made on first start), a fresh
+        boot value, and what the lease advertises. ConfigError when the key file cannot be
+        used or this OpenSSL lacks the algorithm: never clear text instead."""
+        if config.encryption is None or self.encryption is not None:
+            return
+        sealing.aead(config.encryption, bytes(sealing.KEY_SIZE))  # the algorithm is there
+        path = self.opts.udp_key_file
+        private, made = keyfile.load_or_create(path)
+        identity = Identity.from_private(private, os.urandom(BOOT_SIZE))
+        self.encryption = Encryption(identity, config.encryption, str(config.network))
+        self.advertised = backend_data_text(encode_backend_data(identity))
+        log.info("encrypting with %s; %s key %s, public key %s", config.encryption,
+                 "made a new" if made else "using the", path,
+                 encode_backend_data(identity)["PublicKey"])
 
     def _underlay(self) -> iface.Iface:
         if self.underlay is None:

@@ -19,6 +19,8 @@ _TRUE = {"1", "t", "true", "yes", "on"}
 _FALSE = {"0", "f", "false", "no", "off"}
 
 
+DEFAULT_KEY_FILE = "/var/lib/pyflannel/udp.key"
+
 @dataclass(frozen=True)
 class Options:
     etcd_endpoints: tuple[str, ...]
@@ -40,6 +42,7 @@ class Options:
     iptables_resync: int             # seconds
     iptables_forward_rules: bool
     udp_offload: bool                # TUN TSO/checksum offload and UDP GSO/GRO when allowed
+    udp_key_file: str                # the X25519 private key of the encrypted udp mode
     verbosity: int
 
     @property
@@ -117,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
       help="udp backend: move TCP as 64 KiB super-packets (TUN TSO/checksum offload, UDP "
            "GSO and GRO, each where the kernel allows; default true); false carries one "
            "packet per system call, for troubleshooting")
+    a("--udp-key-file", default=DEFAULT_KEY_FILE, metavar="PATH",
+      help="udp backend with Backend.Encryption: this node's X25519 private key (base64, "
+           "as `wg genkey` writes it; made with mode 0600 on first start and kept; "
+           f"default {DEFAULT_KEY_FILE})")
     a("-v", "--v", dest="verbosity", type=int, default=0, metavar="LEVEL",
       help="log verbosity: 0 info, 1 debug, 2 and up also netlink messages (default 0)")
     a("--version", action="version", version=f"flanneld (pyflannel) {_version()}")
@@ -178,4 +185,4 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         subnet_lease_ttl=ns.subnet_lease_ttl, healthz_ip=ns.healthz_ip,
         healthz_port=ns.healthz_port, iptables_resync=ns.iptables_resync,
         iptables_forward_rules=ns.iptables_forward_rules, udp_offload=ns.udp_offload,
-        verbosity=ns.verbosity)
+        udp_key_file=ns.udp_key_file, verbosity=ns.verbosity)

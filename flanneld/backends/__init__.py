@@ -10,14 +10,15 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..core.backend import KINDS, Backend, BackendKind
 from .udp import UdpBackend
+from .udp_sealed import Encryption
 
 IMPLEMENTATIONS: dict[BackendKind, type[UdpBackend]] = {UdpBackend.kind: UdpBackend}
 
 
 def create(name: str, *, iface_addr: IPv4Address, iface_mtu: int, port: int,
            network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0",
-           offload: bool = True) -> Backend:
+           offload: bool = True, encryption: Encryption | None = None) -> Backend:
     """The backend named `name` (a validated config's `backend_type`), not started."""
     return IMPLEMENTATIONS[KINDS[name]](iface_addr=iface_addr, iface_mtu=iface_mtu, port=port,
                                  network=network, subnet=subnet, tun_name=tun_name,
-                                 offload=offload)
+                                 offload=offload, encryption=encryption)

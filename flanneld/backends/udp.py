@@ -50,7 +50,7 @@ import threading
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
-from ..core import vnet
+from ..core import sealing, vnet
 from ..core.backend import UDP, Backend
 from ..core.errors import ConfigError, FlannelError
 from ..core.gro import coalesce, may_extend
@@ -74,8 +74,10 @@ from ..core.packet import (
     src_of,
 )
 from ..core.routes import Routes
+from ..core.session import DROPS as SEALED_DROPS
 from ..io import udp_offload
 from ..io.tun import configure_tun, enable_offloads, open_tun
+from .udp_sealed import DROP_NO_KEY, Encryption, Keyring
 from .udp_send import DROP_SEND_ERROR, TrainSender
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ CHECK_REASONS = (DROP_TOO_SHORT, DROP_NOT_IPV4, DROP_BAD_HEADER_LEN, DROP_BAD_TO
                  DROP_BAD_CHECKSUM)
 DROP_REASONS = CHECK_REASONS + (DROP_NO_ROUTE, DROP_UNKNOWN_PEER, DROP_NOT_LOCAL,
                                 DROP_TTL_EXCEEDED, DROP_SEND_ERROR, DROP_WRITE_ERROR,
-                                DROP_READ_ERROR, DROP_BAD_GSO)
+                                DROP_READ_ERROR, DROP_BAD_GSO, DROP_NO_KEY) + SEALED_DROPS
 
 _DROP_KEYS = {reason: f"drop_{reason}" for reason in DROP_REASONS}
 # With offloads: super-packets read from the TUN and the wire packets they became; GSO
@@ -134,17 +136,21 @@ class UdpBackend:
 
     def __init__(self, *, iface_addr: IPv4Address, iface_mtu: int, port: int,
                  network: IPv4Network, subnet: IPv4Network, tun_name: str = "flannel0",
-                 offload: bool = True):
+                 offload: bool = True, encryption: Encryption | None = None):
         if not 0 < port < 65536:
             raise ConfigError(f"udp backend port {port} is not in 1..65535")
-        if iface_mtu - self.OVERHEAD < MIN_MTU:
+        self.overhead = self.OVERHEAD + (0 if encryption is None else sealing.OVERHEAD)
+        if iface_mtu - self.overhead < MIN_MTU:
             raise ConfigError(f"underlay MTU {iface_mtu} leaves less than {MIN_MTU} bytes "
-                              f"for packets after the {self.OVERHEAD}-byte encapsulation")
+                              f"for packets after the {self.overhead}-byte encapsulation")
         if not subnet.subnet_of(network):
             raise ConfigError(f"node subnet {subnet} is not inside network {network}")
         self.iface_addr, self.iface_mtu, self.port = iface_addr, iface_mtu, port
         self.network, self.subnet, self.tun_name = network, subnet, tun_name
-        self.offload = offload       # try TUN TSO/checksum offload and UDP GSO/GRO
+        # Try TUN TSO/checksum offload and UDP GSO/GRO; the encrypted mode seals and opens
+        # one packet at a time on the plain path (its vector path is still to come).
+        self.offload = offload and encryption is None
+        self.keyring = None if encryption is None else Keyring(encryption)
         self.tun_addr = subnet.network_address        # flannel0's /32
         self._routes = Routes.EMPTY
         self._tun = -1
@@ -160,8 +166,8 @@ class UdpBackend:
 
     @property
     def mtu(self) -> int:
-        """The TUN's MTU: the underlay's minus the encapsulation."""
-        return self.iface_mtu - self.OVERHEAD
+        """The TUN's MTU: the underlay's minus the encapsulation (and the encryption's)."""
+        return self.iface_mtu - self.overhead
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -261,6 +267,8 @@ class UdpBackend:
     def set_routes(self, routes: Routes) -> None:
         """Swap in a new snapshot, from any thread. One attribute store: the loop sees the old
         snapshot or the new one whole, from its next round on."""
+        if self.keyring is not None:
+            self.keyring.update(routes)   # before the routes: no peer without its session
         self._routes = routes
 
     @property
@@ -285,7 +293,10 @@ class UdpBackend:
 
     def gauges(self) -> dict[str, int]:
         """udp_offload_<feature>: 1 for each offload in use (OFFLOADS), else 0."""
-        return {f"udp_offload_{name}": int(on) for name, on in self.offloads.items()}
+        gauges = {f"udp_offload_{name}": int(on) for name, on in self.offloads.items()}
+        if self.keyring is not None:
+            gauges["udp_peers_without_key"] = self.keyring.without_key
+        return gauges
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -328,6 +339,10 @@ class UdpBackend:
         k_send, k_write = drop_keys[DROP_SEND_ERROR], drop_keys[DROP_WRITE_ERROR]
         k_peer = drop_keys[DROP_UNKNOWN_PEER]
         k_read = drop_keys[DROP_READ_ERROR]
+        k_no_key = drop_keys[DROP_NO_KEY]
+        keyring = self.keyring       # None: clear text, as flannel
+        seal = None if keyring is None else keyring.seal
+        open_ = None if keyring is None else keyring.open
         tx, tx_bytes, rx, rx_bytes = (c["tx_packets"], c["tx_bytes"], c["rx_packets"],
                                       c["rx_bytes"])
         sfd = sock.fileno()
@@ -354,8 +369,15 @@ class UdpBackend:
                     if hop is None:
                         self._net_unreachable(pkt)
                         continue
+                    out = pkt
+                    if seal is not None:
+                        sealed = seal(pkt, hop[0])
+                        if sealed is None:
+                            c[k_no_key] += 1
+                            continue
+                        out = sealed
                     try:
-                        sendto(pkt, hop)
+                        sendto(out, hop)
                     except OSError:
                         c[k_send] += 1
                         continue
@@ -376,6 +398,12 @@ class UdpBackend:
                         c[k_peer] += 1
                         continue
                     got = view[:n]
+                    if open_ is not None:
+                        opened = open_(got, addr[0])
+                        if isinstance(opened, str):
+                            c[drop_keys[opened]] += 1
+                            continue
+                        got = memoryview(bytearray(opened))  # writable: the TTL goes down
                     reason = accept(got, mask, net)
                     if reason is not None:
                         self._refuse(got, reason, addr)
@@ -657,10 +685,15 @@ class UdpBackend:
 
     def _icmp_error(self, pkt: bytes | memoryview, reason: str, type_: int, code: int,
                     sock: socket.socket, to: tuple[str, int], sent: str) -> None:
-        """Count the drop; send the ICMP error (from the TUN address) if one may be sent."""
+        """Count the drop; send the ICMP error (from the TUN address) if one may be sent;
+        through the tunnel, sealed like any packet when the network is encrypted."""
         c = self._counts
         c[_DROP_KEYS[reason]] += 1
-        icmp = icmp_error(pkt, type_, code, int(self.tun_addr))
+        icmp: bytes | None = icmp_error(pkt, type_, code, int(self.tun_addr))
+        if icmp is not None and sock is self._sock and self.keyring is not None:
+            icmp = self.keyring.seal(icmp, to[0])
+            if icmp is None:
+                c["icmp_failed"] += 1
         if icmp is None:
             return
         try:

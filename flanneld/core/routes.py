@@ -24,18 +24,21 @@ class Routes:
     """An immutable map from overlay destinations to peers' (public IP, port) sockaddrs.
 
     Build it with `Routes.build`; `Routes.EMPTY` routes nothing. `peers` holds the public
-    IPs (strings, as `recvfrom` reports them) of every peer, for the receive-side check.
+    IPs (strings, as `recvfrom` reports them) of every peer, for the receive-side check;
+    `backend_data` what each peer's lease advertises (None: nothing), by the same IPs.
     """
 
-    __slots__ = ("_order", "peers", "_size")
+    __slots__ = ("_order", "peers", "_size", "backend_data")
 
     EMPTY: ClassVar[Routes]
 
     def __init__(self, order: tuple[tuple[int, dict[int, Sockaddr]], ...],
-                 peers: frozenset[str], size: int) -> None:
+                 peers: frozenset[str], size: int,
+                 backend_data: dict[str, str | None] | None = None) -> None:
         self._order = order      # (mask, {network address as int: sockaddr}), longest first
         self.peers = peers
         self._size = size
+        self.backend_data = backend_data or {}
 
     @classmethod
     def build(cls, leases: Iterable[Lease], port: int) -> Routes:
@@ -47,15 +50,18 @@ class Routes:
             raise ValueError(f"cannot build routes for UDP port {port}: not in 1..65535")
         by_len: dict[int, dict[int, Sockaddr]] = {}
         hops: dict[str, Sockaddr] = {}   # one tuple per peer, shared by its subnets
+        data: dict[str, str | None] = {}
         for lease in leases:
             ip = str(lease.public_ip)
             hop = hops.setdefault(ip, (ip, port))
+            data[ip] = lease.backend_data
             by_len.setdefault(lease.subnet.prefixlen, {})[int(lease.subnet.network_address)] = hop
         order = tuple(((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, table)
                       for length, table in sorted(by_len.items(), reverse=True))
         # A peer whose every subnet was shadowed by a later lease is not a peer.
         peers = frozenset(hop[0] for _, table in order for hop in table.values())
-        return cls(order, peers, sum(len(table) for _, table in order))
+        return cls(order, peers, sum(len(table) for _, table in order),
+                   {ip: data[ip] for ip in peers})
 
     def lookup(self, dst: int) -> Sockaddr | None:
         """The sockaddr of the peer whose subnet holds `dst` (an IPv4 address as an int);

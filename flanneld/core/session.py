@@ -52,12 +52,14 @@ class Session:
     """The encrypted traffic between this node (`me`) and one peer in `network`."""
 
     def __init__(self, me: Identity, peer: PeerKeys, network: str, algorithm: str,
-                 now: float) -> None:
+                 now: float, epoch: int = 0) -> None:
+        """`epoch`: the first send epoch; above every epoch an earlier session between the
+        same two (public key, boot value) pairs used, so that no nonce is used twice."""
         self.me, self.peer, self.network, self.algorithm = me, peer, network, algorithm
-        self.epoch = 0                 # the send epoch
+        self.epoch = epoch             # the send epoch
         self.counter = 0               # the next send counter under it
         self.started = now
-        self._send = self._aead(0, send=True)
+        self._send = self._aead(epoch, send=True)
         self._current = -1             # the newest receive epoch that authenticated
         self._previous_until = 0.0     # the previous epoch opens until then
         self._receivers: dict[int, _Receiver] = {}

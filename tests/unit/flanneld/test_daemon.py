@@ -6,6 +6,8 @@ exits."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import threading
 import time
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from flanneld.core import keys
 from flanneld.core.config import parse as parse_config
-from flanneld.core.errors import LeaseLost
+from flanneld.core.errors import ConfigError, LeaseLost
 from flanneld.core.subnet_file import render
 from flanneld.daemon import Daemon
 from flanneld.network_config import ConfigFile
@@ -155,3 +158,37 @@ def test_a_stop_while_waiting_for_the_config_exits_cleanly(start) -> None:
     assert running.stop() == 0 and not backend.running
     assert running.daemon.control.lease is None
 
+
+
+def test_an_encrypted_network_advertises_the_key_and_keeps_it_across_restarts(
+        start, tmp_path) -> None:
+    registry = MemoryRegistry(now=time.monotonic())
+    registry.config = '{"Network": "10.244.0.0/16", "Backend": {"Type": "udp", "Encryption": "aes-256-gcm"}}'
+    key_file = tmp_path / "keys" / "udp.key"
+    advertised = []
+    for _ in range(2):
+        running, backend = start(registry, f"--udp-key-file={key_file}")
+        eventually(lambda b=backend: b.running)
+        assert running.stop() == 0
+        (lease,) = registry.leases.values()
+        assert lease.backend_data is not None
+        advertised.append(json.loads(lease.backend_data))
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    first, second = advertised
+    assert first["PublicKey"] == second["PublicKey"]   # the key file is kept
+    assert first["Boot"] != second["Boot"]             # a new boot value per start
+    public = base64.b64decode(first["PublicKey"])
+    assert public == keys.public_key(base64.b64decode(key_file.read_text()))
+
+
+def test_a_key_file_that_cannot_be_used_stops_the_start_before_any_lease(start,
+                                                                         tmp_path) -> None:
+    registry = MemoryRegistry(now=time.monotonic())
+    registry.config = '{"Network": "10.244.0.0/16", "Backend": {"Type": "udp", "Encryption": true}}'
+    key_file = tmp_path / "udp.key"
+    key_file.write_text("not a key\n")
+    key_file.chmod(0o600)
+    running, backend = start(registry, f"--udp-key-file={key_file}")
+    running.thread.join(5)
+    assert isinstance(running.result, ConfigError) and "does not hold" in str(running.result)
+    assert registry.leases == {} and not backend.running
