@@ -67,6 +67,7 @@ from ..core.packet import (
     DROP_TTL_EXCEEDED,
     ICMP_DEST_UNREACH,
     ICMP_TIME_EXCEEDED,
+    Buffer,
     accept_ipv4,
     check_ipv4,
     dst_of,
@@ -121,6 +122,7 @@ OFFLOADS = ("tun_vnet_hdr", "tun_tso", "udp_gso", "udp_gro")
 RX_BUFSIZE = 1 << 20         # one receive batch: up to this many bytes of datagrams
 TX_BUFSIZE = 1 << 20         # one round's TUN reads, each into the next free part
 IPPROTO_UDP = 17
+OVERHEAD_SEALED = sealing.OVERHEAD   # what sealing adds to each inner packet
 TX_BATCH = 16                # super-packets per round (each up to 64 KiB); receives: BATCH
 
 _SO_SNDTIMEO = struct.pack("ll", 0, int(SEND_TIMEOUT * 1_000_000))
@@ -147,9 +149,7 @@ class UdpBackend:
             raise ConfigError(f"node subnet {subnet} is not inside network {network}")
         self.iface_addr, self.iface_mtu, self.port = iface_addr, iface_mtu, port
         self.network, self.subnet, self.tun_name = network, subnet, tun_name
-        # Try TUN TSO/checksum offload and UDP GSO/GRO; the encrypted mode seals and opens
-        # one packet at a time on the plain path (its vector path is still to come).
-        self.offload = offload and encryption is None
+        self.offload = offload       # try TUN TSO/checksum offload and UDP GSO/GRO
         self.keyring = None if encryption is None else Keyring(encryption)
         self.tun_addr = subnet.network_address        # flannel0's /32
         self._routes = Routes.EMPTY
@@ -471,6 +471,11 @@ class UdpBackend:
         k_send = drop_keys[DROP_SEND_ERROR]
         k_peer = drop_keys[DROP_UNKNOWN_PEER]
         k_short = drop_keys[DROP_TOO_SHORT]
+        k_no_key = drop_keys[DROP_NO_KEY]
+        keyring = self.keyring       # None: clear text, as flannel
+        seal = None if keyring is None else keyring.seal
+        open_ = None if keyring is None else keyring.open
+        join = b"".join
         sfd = sock.fileno()
         tun_ready = sock_ready = True
         while not self._stopping:
@@ -484,7 +489,7 @@ class UdpBackend:
             failed = False
             tx = tx_bytes = tso = segments = completed = 0
             off = 0
-            train: list[memoryview] = []    # UDP packets of one size to one peer, unsent
+            train: list[Buffer] = []          # UDP packets of one size to one peer, unsent
             train_hop: tuple[str, int] = ("", 0)
             train_size = train_bytes = 0
             train_open = gone = False
@@ -510,25 +515,33 @@ class UdpBackend:
                                                                     csum_offset):
                             completed += 1
                         size = n - hsize
+                        out: Buffer = pkt
+                        if seal is not None:
+                            sealed = seal(pkt, hop[0])
+                            if sealed is None:
+                                c[k_no_key] += 1
+                                continue
+                            out = sealed
                         if pkt[9] != IPPROTO_UDP:    # ICMP, TCP without TSO: at once
                             try:
-                                sendto(pkt, hop)
+                                sendto(out, hop)
                             except OSError:
                                 c[k_send] += 1
                                 continue
                             tx += 1
                             tx_bytes += size
                             continue
-                        if train and (hop != train_hop or not train_open or size > train_size
+                        wire = len(out)              # the datagram's payload, sealed or not
+                        if train and (hop != train_hop or not train_open or wire > train_size
                                       or len(train) == max_segments
-                                      or train_bytes + size > max_bytes):
+                                      or train_bytes + wire > max_bytes):
                             send(train, 1, train_size, train_bytes, train_hop)
                             train = []
                         if not train:
-                            train_hop, train_size, train_bytes = hop, size, 0
-                        train.append(pkt)            # sent with the next UDP GSO send
-                        train_bytes += size
-                        train_open = size == train_size   # a shorter one ends the train
+                            train_hop, train_size, train_bytes = hop, wire, 0
+                        train.append(out)            # sent with the next UDP GSO send
+                        train_bytes += wire
+                        train_open = wire == train_size   # a shorter one ends the train
                         continue
                     try:
                         parts, size = segment(pkt, gso_size)
@@ -538,7 +551,21 @@ class UdpBackend:
                     tso += 1
                     count = len(parts) >> 1
                     segments += count
-                    send(parts, 2, size, n - hsize + (count - 1) * (size - gso_size), hop)
+                    length = n - hsize + (count - 1) * (size - gso_size)
+                    if seal is None:
+                        send(parts, 2, size, length, hop)
+                        continue
+                    train_sealed: list[Buffer] = []
+                    for i in range(0, len(parts), 2):
+                        sealed = seal(join((parts[i], parts[i + 1])), hop[0])
+                        if sealed is None:
+                            break
+                        train_sealed.append(sealed)
+                    if len(train_sealed) < count:
+                        c[k_no_key] += count
+                        continue
+                    send(train_sealed, 1, size + OVERHEAD_SEALED, length + count * OVERHEAD_SEALED,
+                         hop)
             except BlockingIOError:
                 tun_ready = False
             except OSError as e:
@@ -576,6 +603,12 @@ class UdpBackend:
                         gro += 1
                     for o in range(at, end, size):
                         pkt = rview[o:min(o + size, end)]
+                        if open_ is not None:
+                            opened = open_(pkt, addr[0])
+                            if isinstance(opened, str):
+                                c[drop_keys[opened]] += 1
+                                continue
+                            pkt = memoryview(bytearray(opened))  # writable: the TTL goes down
                         reason = accept(pkt, mask, net)
                         if reason is not None:
                             self._refuse(pkt, reason, addr)

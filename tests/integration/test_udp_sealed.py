@@ -72,8 +72,9 @@ def ip(*args: str, netns: str) -> None:
     run("ip", "-n", netns, *args)
 
 
-@pytest.fixture(scope="module")
-def nodes() -> Iterator[tuple[Node, Node]]:
+@pytest.fixture(scope="module", params=[True, False], ids=["offload", "plain"])
+def nodes(request: pytest.FixtureRequest) -> Iterator[tuple[Node, Node]]:
+    """Every test runs against both data paths: offloads on (the default) and off."""
     ns = Namespaces()
     made: list[Node] = []
     try:
@@ -103,7 +104,7 @@ def nodes() -> Iterator[tuple[Node, Node]]:
             identity = Identity.from_private(bytes([i]) * 32, os.urandom(16))
             underlay = IPv4Address(f"192.168.95.{i}")
             backend = UdpBackend(iface_addr=underlay, iface_mtu=UNDERLAY_MTU, port=PORT,
-                                 network=NETWORK, subnet=subnet,
+                                 network=NETWORK, subnet=subnet, offload=request.param,
                                  encryption=Encryption(identity, "aes-256-gcm", str(NETWORK)))
             with inside(ns.path(host)):
                 backend.start()
@@ -210,7 +211,6 @@ def send_from(node: Node, to: Node, datagrams: list[bytes]) -> None:
 def test_the_mtu_leaves_room_for_the_seal(nodes) -> None:
     a, _ = nodes
     assert a.backend.mtu == UNDERLAY_MTU - 28 - sealing.OVERHEAD
-    assert not any(a.backend.offloads.values())
 
 
 def test_pods_talk_and_the_underlay_sees_only_ciphertext(nodes) -> None:
@@ -221,7 +221,7 @@ def test_pods_talk_and_the_underlay_sees_only_ciphertext(nodes) -> None:
         transfer(a, b, 3_000_000)
     finally:
         payloads = capture.stop()
-    assert len(payloads) > 1000
+    assert len(payloads) > 50  # with GSO a frame holds many datagrams
     pod_a, pod_b = a.pod_ip.packed, b.pod_ip.packed
     for p in payloads:
         assert MARKER[:12] not in p and pod_a not in p[:40] and pod_b not in p[:40]
@@ -254,7 +254,9 @@ def test_forged_and_replayed_datagrams_are_refused_counted_and_traffic_goes_on(
     replays = genuine * 2
     send_from(a, b, flips + cuts + wrong_key + noise + replays)
     sent = len(flips + cuts + wrong_key + noise + replays)
-    refused = {DROP_FORGED, DROP_MALFORMED, DROP_REPLAYED, DROP_STALE_KEY}
+    # An empty datagram is too short before anything is opened (counted so on the vector
+    # path); everything else reaches the seal.
+    refused = {DROP_FORGED, DROP_MALFORMED, DROP_REPLAYED, DROP_STALE_KEY, "too_short"}
 
     def counted() -> int:
         after = b.backend.counters()
