@@ -15,6 +15,8 @@ namespace on a veth whose node end is the pod's gateway. Per mode the nodes get:
              `ip netns exec`), as on real nodes, offloads on (the backend's default); pod
              MTU 1472 (underlay - 28).
 - udp-plain: the same with offloads off (`bench.udp_node --offload off`).
+- udp-sealed: the udp backend's encrypted mode (`bench.udp_node --encryption aes-256-gcm`,
+             keys from a secret drawn per run), offloads on; pod MTU 1444 (underlay - 56).
 - openvpn:   one `openvpn` per node (started with `ip netns exec`), peer to peer over UDP
              with neither TLS nor a key, so `--cipher none --auth none`: cleartext, no
              HMAC; `--disable-dco`, so that the process moves the packets itself, as ours
@@ -104,15 +106,17 @@ from flanneld.backends.udp import RCVBUF
 from lab.cluster import Cluster
 from lab.netns import Namespaces, run, unique
 
-MODES = ("flanneld", "udp", "udp-plain", "udp-baseline", "openvpn", "openvpn-gcm",
-         "wireguard-go", "vxlan", "host-gw")
-PYFLANNEL = ("flanneld", "udp", "udp-plain", "udp-baseline")
+MODES = ("flanneld", "udp", "udp-plain", "udp-sealed", "udp-baseline", "openvpn",
+         "openvpn-gcm", "wireguard-go", "vxlan", "host-gw")
+PYFLANNEL = ("flanneld", "udp", "udp-plain", "udp-sealed", "udp-baseline")
 REFERENCES = ("openvpn", "openvpn-gcm", "wireguard-go")   # the user-space tunnels compared
 # mode -> bench.udp_node --offload; udp-baseline runs the udp_node of --baseline's checkout
-UDP_NODE_OFFLOAD = {"udp": "on", "udp-plain": "off", "udp-baseline": "on"}
+UDP_NODE_OFFLOAD = {"udp": "on", "udp-plain": "off", "udp-sealed": "on", "udp-baseline": "on"}
+SEALED_WITH = "aes-256-gcm"   # udp-sealed's AEAD: the faster of the two here (core.sealing)
 UNDERLAY_MTU = 1500
 OPENVPN_GCM_OVERHEAD = 24     # P_DATA_V2 opcode + peer ID 4, packet ID 4, GCM tag 16
 POD_MTU = {"udp": UNDERLAY_MTU - 28, "udp-plain": UNDERLAY_MTU - 28,
+           "udp-sealed": UNDERLAY_MTU - 28 - 28,  # + epoch 4, counter 8, tag 16
            "udp-baseline": UNDERLAY_MTU - 28,
            "openvpn": UNDERLAY_MTU - 28, "openvpn-gcm": UNDERLAY_MTU - 28 - OPENVPN_GCM_OVERHEAD,
            "wireguard-go": UNDERLAY_MTU - 60,     # WireGuard's rule for an IPv4 underlay
@@ -712,13 +716,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             topos.append(build(ns, mode))
             if mode in UDP_NODE_OFFLOAD:
+                sealed = ("--encryption", SEALED_WITH, "--seed", os.urandom(16).hex())
                 start_udp_nodes(topos[-1], timeout=15,
-                                root=args.baseline if mode == "udp-baseline" else ROOT)
+                                root=args.baseline if mode == "udp-baseline" else ROOT,
+                                extra=sealed if mode == "udp-sealed" else ())
             elif mode in ("openvpn", "openvpn-gcm"):
                 start_openvpn(topos[-1], timeout=15)
             elif mode == "wireguard-go":
                 start_wireguard(topos[-1], timeout=15)
-            if mode in REFERENCES:
+            if mode in REFERENCES or mode == "udp-sealed":
                 size = check_underlay(topos[-1], args.timeout)
                 print(f"{mode}: a {POD_MTU[mode]}-byte pod packet crosses the underlay as a "
                       f"{size}-byte datagram (underlay MTU {UNDERLAY_MTU})",
