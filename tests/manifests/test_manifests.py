@@ -115,6 +115,13 @@ def test_the_conflist_parses_with_the_plugins_loader() -> None:
     assert portmap["capabilities"] == {"portMappings": True}
 
 
+def test_the_encrypted_mode_s_key_file_outlives_the_pod() -> None:
+    """--udp-key-file's path is on a host directory, so a restarted pod keeps its key."""
+    key_file = daemon_options().udp_key_file
+    assert mount_of(main_container(), key_file)[1]["hostPath"] == {
+        "path": "/var/lib/pyflannel", "type": "DirectoryOrCreate"}
+
+
 def test_the_network_config_parses_with_flanneld_s_parser(tmp_path: Path) -> None:
     text = config_data()["net-conf.json"]
     assert netconfig.parse(text) == netconfig.parse(
