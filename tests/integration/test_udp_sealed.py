@@ -27,7 +27,7 @@ import pytest
 
 from flanneld.backends.udp import UdpBackend
 from flanneld.backends.udp_sealed import DROP_NO_KEY, Encryption
-from flanneld.core import sealing
+from flanneld.core import keys, sealing
 from flanneld.core.keys import Identity, PeerKeys, encode_backend_data
 from flanneld.core.lease import Lease, backend_data_text
 from flanneld.core.routes import Routes
@@ -287,3 +287,39 @@ def test_a_peer_without_a_key_gets_no_traffic_either_way(nodes, caplog) -> None:
         b.backend.set_routes(Routes.build([a.lease()], PORT))
     assert b.backend.gauges()["udp_peers_without_key"] == 0
     assert ping(a.pod_path, b.pod_ip, count=2)
+
+
+def test_rekeying_under_a_running_transfer_loses_nothing_and_old_captures_stay_dead(
+        nodes, monkeypatch) -> None:
+    a, b = nodes
+    capture = Capture(b.path)
+    try:
+        assert ping(a.pod_path, b.pod_ip, count=2)
+    finally:
+        captured = [p for p in capture.stop() if len(p) > sealing.MIN_DATAGRAM]
+    epoch_before = max(int.from_bytes(p[:4], "big") for p in captured)
+    monkeypatch.setattr(keys, "REKEY_AFTER_SECONDS", 0.05)   # an epoch every 50 ms
+    before = {**a.backend.counters(), **{f"b_{k}": v for k, v in b.backend.counters().items()}}
+    transfer(a, b, 20_000_000)
+    monkeypatch.undo()
+    capture = Capture(b.path)
+    try:
+        assert ping(a.pod_path, b.pod_ip, count=2)
+    finally:
+        after_capture = capture.stop()
+    epoch_after = max(int.from_bytes(p[:4], "big") for p in after_capture if len(p) > 48)
+    assert epoch_after > epoch_before + 5                     # it did roll over, often
+    lost = [r for r in (DROP_FORGED, DROP_STALE_KEY, DROP_REPLAYED, DROP_MALFORMED)
+            if b.backend.counters()[f"drop_{r}"] != before[f"b_drop_{r}"]]
+    assert lost == []
+    pre = b.backend.counters()
+    send_from(a, b, captured)                                 # replayed after the rekeys
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        post = b.backend.counters()
+        if sum(post[f"drop_{r}"] - pre[f"drop_{r}"]
+               for r in (DROP_STALE_KEY, DROP_REPLAYED)) == len(captured):
+            break
+        time.sleep(0.05)
+    assert sum(post[f"drop_{r}"] - pre[f"drop_{r}"]
+               for r in (DROP_STALE_KEY, DROP_REPLAYED)) == len(captured)

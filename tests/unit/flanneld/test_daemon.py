@@ -163,7 +163,8 @@ def test_a_stop_while_waiting_for_the_config_exits_cleanly(start) -> None:
 def test_an_encrypted_network_advertises_the_key_and_keeps_it_across_restarts(
         start, tmp_path) -> None:
     registry = MemoryRegistry(now=time.monotonic())
-    registry.config = '{"Network": "10.244.0.0/16", "Backend": {"Type": "udp", "Encryption": "aes-256-gcm"}}'
+    registry.config = ('{"Network": "10.244.0.0/16", '
+                       '"Backend": {"Type": "udp", "Encryption": "aes-256-gcm"}}')
     key_file = tmp_path / "keys" / "udp.key"
     advertised = []
     for _ in range(2):
