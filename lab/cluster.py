@@ -77,6 +77,10 @@ class Node:
         return self.dir / "subnet.env"
 
     @property
+    def key_file(self) -> Path:
+        return self.dir / "keys" / "udp.key"
+
+    @property
     def log_file(self) -> Path:
         return self.dir / "flanneld.log"
 
@@ -111,15 +115,18 @@ class Node:
 
 
 class Cluster:
-    """`nodes` nodes on one underlay with etcd; `network` is written as the etcd config."""
+    """`nodes` nodes on one underlay with etcd; `network` and `backend` are written as the
+    etcd config. Each node keeps its key file (the encrypted mode's) in its directory."""
 
     def __init__(self, nodes: int = 3, network: str = "10.244.0.0/16",
                  lease_ttl: int | None = None, extra_args: tuple[str, ...] = (),
                  underlay: int = 77, prefix: str = "/coreos.com/network",
-                 write_config: bool = True, wait: bool = True) -> None:
+                 write_config: bool = True, wait: bool = True,
+                 backend: dict[str, Any] | None = None) -> None:
         self.spaces = Namespaces()
         self.workdir = Path(tempfile.mkdtemp(prefix="pyflannel-cluster-"))
         self.network = network
+        self.backend = backend or {"Type": "udp"}
         self.prefix = prefix
         self.net_name = unique("pfnet")
         self.underlay = f"192.168.{underlay}"
@@ -156,7 +163,7 @@ class Cluster:
                                data_dir=self.workdir / "etcd", name=unique("etcd"))
         self.etcd.start()
         if self.write_config:
-            self.put_config({"Network": self.network, "Backend": {"Type": "udp"}})
+            self.put_config({"Network": self.network, "Backend": self.backend})
         for i in range(self.count):
             self.nodes.append(self._make_node(i))
         for node in self.nodes:
@@ -188,7 +195,8 @@ class Cluster:
         args = [flanneld_binary(), f"--etcd-endpoints={self.etcd.url}",
                 f"--etcd-prefix={self.prefix}", f"--iface={node.iface}",
                 f"--subnet-file={node.subnet_file}", "--healthz-ip=127.0.0.1",
-                f"--healthz-port={HEALTHZ_PORT}", *node.extra_args]
+                f"--healthz-port={HEALTHZ_PORT}", f"--udp-key-file={node.key_file}",
+                *node.extra_args]
         if self.lease_ttl is not None:
             args.append(f"--subnet-lease-ttl={self.lease_ttl}")
         return args

@@ -1,0 +1,154 @@
+"""End to end, an encrypted network: three nodes running the installed flanneld with
+`Backend.Encryption`, etcd, pods through the CNI plugin. Pods talk across nodes; the
+leases advertise each node's key; a restart keeps the key (with a new boot value) and a
+key rotation (a restart with the key file removed) under a running TCP transfer loses
+nothing; a node whose key file cannot be used refuses to start."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from lab.cluster import Cluster, Node, Pod
+from lab.netns import inside
+from lab.plugin import ping
+
+pytestmark = pytest.mark.integration
+
+ENCRYPTED = {"Type": "udp", "Encryption": "aes-256-gcm"}
+SEALED_DROPS = ("sealed_forged", "sealed_replayed", "sealed_stale_key", "sealed_malformed",
+                "no_key")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with Cluster(nodes=3, underlay=97, backend=ENCRYPTED) as c:
+        for node in c.nodes:
+            c.add_pod(node)
+        yield c
+
+
+def advertised(c: Cluster, node: Node) -> dict[str, str]:
+    """The BackendData of the node's lease, as etcd holds it."""
+    assert c.etcd is not None
+    subnet = node.subnet().rsplit(".", 1)[0] + ".0-" + node.subnet().split("/")[1]
+    value = json.loads(c.etcd.etcdctl("get", f"{c.prefix}/subnets/{subnet}",
+                                      "--print-value-only"))
+    assert value["BackendType"] == "udp" and set(value) == {
+        "PublicIP", "PublicIPv6", "BackendType", "BackendData"}
+    return value["BackendData"]
+
+
+def drops(node: Node) -> dict[str, float]:
+    metrics = node.metrics()
+    return {r: metrics.get(f'flanneld_udp_dropped_total{{reason="{r}"}}', 0)
+            for r in SEALED_DROPS}
+
+
+def pod_netns(c: Cluster, pod: Pod) -> str:
+    return c.spaces.path(pod.netns)
+
+
+def transfer(c: Cluster, src: Pod, dst: Pod, size: int, during=None) -> None:
+    """`size` bytes from one pod to another over TCP, checked by hash; `during` runs once
+    the transfer is under way."""
+    data = hashlib.sha256(b"seed").digest() * (size // 32)
+    with inside(pod_netns(c, dst)):
+        server = socket.create_server((dst.ip, 5301))
+    server.settimeout(60)
+    got: list[str] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(60)
+        h, n = hashlib.sha256(), 0
+        while chunk := conn.recv(65536):
+            h.update(chunk)
+            n += len(chunk)
+        got.append(f"{n} {h.hexdigest()}")
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with inside(pod_netns(c, src)):
+        client = socket.create_connection((dst.ip, 5301), timeout=60)
+    sender = threading.Thread(target=client.sendall, args=(data,), daemon=True)
+    sender.start()
+    if during is not None:
+        during()
+    sender.join(90)
+    client.close()
+    thread.join(90)
+    server.close()
+    assert got == [f"{len(data)} {hashlib.sha256(data).hexdigest()}"]
+
+
+def test_pods_talk_across_every_pair_of_encrypted_nodes(cluster: Cluster) -> None:
+    pods = [node.pods[0] for node in cluster.nodes]
+    for a in pods:
+        for b in pods:
+            if a is not b:
+                assert ping(a.netns, b.ip), f"{a.ip} -> {b.ip}"
+    transfer(cluster, pods[0], pods[2], 4_000_000)
+    for node in cluster.nodes:
+        metrics = node.metrics()
+        assert metrics["flanneld_udp_peers_without_key"] == 0
+        assert set(drops(node).values()) == {0}
+        assert "encrypting with aes-256-gcm" in node.log()
+        assert node.subnet_file.read_text().splitlines()[2] == "FLANNEL_MTU=1444"
+
+
+def test_each_lease_advertises_its_node_s_key(cluster: Cluster) -> None:
+    keys = [advertised(cluster, node) for node in cluster.nodes]
+    assert len({k["PublicKey"] for k in keys}) == 3
+    for node, data in zip(cluster.nodes, keys, strict=True):
+        assert len(base64.b64decode(data["PublicKey"])) == 32
+        assert len(base64.b64decode(data["Boot"])) == 16
+        assert oct(node.key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_restart_keeps_the_key_with_a_new_boot_value(cluster: Cluster) -> None:
+    node = cluster.nodes[1]
+    before = advertised(cluster, node)
+    assert cluster.stop_node(node) == 0
+    cluster.start_node(node)
+    cluster.wait_ready(node)
+    after = advertised(cluster, node)
+    assert after["PublicKey"] == before["PublicKey"] and after["Boot"] != before["Boot"]
+    a, b = cluster.nodes[0].pods[0], node.pods[0]
+    assert ping(a.netns, b.ip) and ping(b.netns, a.ip)
+
+
+def test_a_key_rotation_under_a_running_transfer_loses_nothing(cluster: Cluster) -> None:
+    node = cluster.nodes[2]
+    before = advertised(cluster, node)
+
+    def rotate() -> None:
+        assert cluster.stop_node(node) == 0
+        node.key_file.unlink()                # the operator's rotation: a new key
+        cluster.start_node(node)
+        cluster.wait_ready(node)
+
+    transfer(cluster, cluster.nodes[0].pods[0], node.pods[0], 30_000_000, during=rotate)
+    assert advertised(cluster, node)["PublicKey"] != before["PublicKey"]
+    assert "made a new key" in node.log()
+
+
+def test_a_node_whose_key_file_cannot_be_used_refuses_to_start(cluster: Cluster) -> None:
+    node = cluster.nodes[1]
+    assert cluster.stop_node(node) == 0
+    node.key_file.chmod(0o644)
+    try:
+        cluster.start_node(node)
+        assert node.proc is not None and node.proc.wait(20) == 1
+        assert f"the key file {node.key_file} may be read by others" in node.log()
+    finally:
+        node.key_file.chmod(0o600)
+        cluster.start_node(node)
+        cluster.wait_ready(node)
