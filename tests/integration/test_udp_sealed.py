@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -40,13 +39,14 @@ from flanneld.core.session import (
 )
 from lab.netns import Namespaces, inside, run
 
+from .underlay import Capture
+
 pytestmark = pytest.mark.integration
 
 NETWORK = IPv4Network("10.244.0.0/16")
 PORT = 8285
 UNDERLAY_MTU = 1500
 MARKER = b"PYFLANNEL-PLAINTEXT-MARKER"
-ETH_P_ALL = 0x0003
 
 
 @dataclass
@@ -132,39 +132,6 @@ def drops(backend: UdpBackend) -> dict[str, int]:
     return {k: v for k, v in backend.counters().items() if k.startswith("drop_") and v}
 
 
-class Capture:
-    """Every UDP datagram to port PORT that reaches a node's underlay interface."""
-
-    def __init__(self, netns_path: str) -> None:
-        with inside(netns_path):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        self.sock.bind(("eth0", 0))
-        self.sock.settimeout(0.2)
-        self.payloads: list[bytes] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                frame = self.sock.recv(65535)
-            except TimeoutError:
-                continue
-            if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
-                continue
-            ihl = (frame[14] & 0x0F) * 4
-            udp = frame[14 + ihl:]
-            if struct.unpack("!H", udp[2:4])[0] == PORT:
-                self.payloads.append(bytes(udp[8:]))
-
-    def stop(self) -> list[bytes]:
-        self._stop = True
-        self._thread.join(5)
-        self.sock.close()
-        return self.payloads
-
-
 def transfer(a: Node, b: Node, size: int) -> str:
     """Send `size` bytes (MARKER repeated) from pod A to pod B over TCP; B's digest."""
     data = (MARKER * (size // len(MARKER) + 1))[:size]
@@ -216,7 +183,7 @@ def test_the_mtu_leaves_room_for_the_seal(nodes) -> None:
 def test_pods_talk_and_the_underlay_sees_only_ciphertext(nodes) -> None:
     a, b = nodes
     assert ping(a.pod_path, b.pod_ip, count=3)
-    capture = Capture(b.path)
+    capture = Capture(b.path, "eth0", PORT)
     try:
         transfer(a, b, 3_000_000)
     finally:
@@ -232,7 +199,7 @@ def test_pods_talk_and_the_underlay_sees_only_ciphertext(nodes) -> None:
 def test_forged_and_replayed_datagrams_are_refused_counted_and_traffic_goes_on(
         nodes) -> None:
     a, b = nodes
-    capture = Capture(b.path)
+    capture = Capture(b.path, "eth0", PORT)
     try:
         assert ping(a.pod_path, b.pod_ip, count=3)
     finally:
@@ -292,7 +259,7 @@ def test_a_peer_without_a_key_gets_no_traffic_either_way(nodes, caplog) -> None:
 def test_rekeying_under_a_running_transfer_loses_nothing_and_old_captures_stay_dead(
         nodes, monkeypatch) -> None:
     a, b = nodes
-    capture = Capture(b.path)
+    capture = Capture(b.path, "eth0", PORT)
     try:
         assert ping(a.pod_path, b.pod_ip, count=2)
     finally:
@@ -302,7 +269,7 @@ def test_rekeying_under_a_running_transfer_loses_nothing_and_old_captures_stay_d
     before = {**a.backend.counters(), **{f"b_{k}": v for k, v in b.backend.counters().items()}}
     transfer(a, b, 20_000_000)
     monkeypatch.undo()
-    capture = Capture(b.path)
+    capture = Capture(b.path, "eth0", PORT)
     try:
         assert ping(a.pod_path, b.pod_ip, count=2)
     finally:

@@ -1,5 +1,5 @@
-"""Underlay pieces for the udp backend's offload tests: a lossy, reordering L2 relay, and a
-stand-in for flannel's udp proxy.
+"""Underlay pieces for the udp backend's tests: a lossy, reordering L2 relay, a stand-in
+for flannel's udp proxy, and a capture of what crosses an interface.
 
 `Relay` is a wire with faults. The kernel the tests run on has no netem qdisc, so loss and
 reordering cannot be put on a link with a qdisc; instead a relay namespace sits between two
@@ -525,3 +525,42 @@ def offload(netns_path: str, ifname: str, feature: str, on: bool | None = None) 
     if on is not None:
         call(set_, int(on))
     return bool(call(get))
+
+
+class Capture:
+    """The payload of every UDP datagram to `port` that reaches (or leaves) interface
+    `ifname` of a namespace, from `source` only if given; a UDP GSO frame counts as one."""
+
+    def __init__(self, netns_path: str, ifname: str, port: int,
+                 source: str | None = None) -> None:
+        with inside(netns_path):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock.bind((ifname, 0))
+        self.port = port
+        self.source = None if source is None else IPv4Address(source).packed
+        self.sock.settimeout(0.2)
+        self.payloads: list[bytes] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                frame = self.sock.recv(65535)
+            except TimeoutError:
+                continue
+            if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+                continue
+            if self.source is not None and frame[26:30] != self.source:
+                continue
+            ihl = (frame[14] & 0x0F) * 4
+            udp = frame[14 + ihl:]
+            if struct.unpack("!H", udp[2:4])[0] == self.port:
+                self.payloads.append(bytes(udp[8:]))
+
+    def stop(self) -> list[bytes]:
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+        return self.payloads
