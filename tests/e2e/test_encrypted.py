@@ -12,9 +12,8 @@ import hashlib
 import json
 import os
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -22,7 +21,7 @@ from lab.cluster import Cluster, Node, Pod
 from lab.netns import inside
 from lab.plugin import ping
 
-from ..integration.underlay import Capture
+from ..integration.underlay import Capture, tcp_transfer
 
 pytestmark = pytest.mark.integration
 
@@ -61,38 +60,13 @@ def pod_netns(c: Cluster, pod: Pod) -> str:
     return c.spaces.path(pod.netns)
 
 
-def transfer(c: Cluster, src: Pod, dst: Pod, size: int, during=None) -> None:
+def transfer(c: Cluster, src: Pod, dst: Pod, size: int,
+             during: Callable[[], None] | None = None) -> None:
     """`size` bytes from one pod to another over TCP, checked by hash; `during` runs once
     the transfer is under way."""
     data = hashlib.sha256(b"seed").digest() * (size // 32)
-    with inside(pod_netns(c, dst)):
-        server = socket.create_server((dst.ip, 5301))
-    server.settimeout(60)
-    got: list[str] = []
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        conn.settimeout(60)
-        h, n = hashlib.sha256(), 0
-        while chunk := conn.recv(65536):
-            h.update(chunk)
-            n += len(chunk)
-        got.append(f"{n} {h.hexdigest()}")
-        conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    with inside(pod_netns(c, src)):
-        client = socket.create_connection((dst.ip, 5301), timeout=60)
-    sender = threading.Thread(target=client.sendall, args=(data,), daemon=True)
-    sender.start()
-    if during is not None:
-        during()
-    sender.join(90)
-    client.close()
-    thread.join(90)
-    server.close()
-    assert got == [f"{len(data)} {hashlib.sha256(data).hexdigest()}"]
+    tcp_transfer(pod_netns(c, src), pod_netns(c, dst), dst.ip, data, port=5301, timeout=60,
+                 during=during)
 
 
 def test_pods_talk_across_every_pair_of_encrypted_nodes(cluster: Cluster) -> None:

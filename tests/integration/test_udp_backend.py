@@ -11,13 +11,11 @@ node's namespace (its fds stay there). Traffic is bounded by timeouts throughout
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +30,8 @@ from flanneld.core.packet import internet_checksum
 from flanneld.core.routes import Routes
 from flanneld.io.tun import open_tun
 from lab.netns import Namespaces, inside, run
+
+from .underlay import tcp_transfer
 
 pytestmark = pytest.mark.integration
 
@@ -233,36 +233,7 @@ def test_ping_between_pods_on_two_nodes(cluster: Cluster) -> None:
 
 def test_tcp_transfer_between_pods(cluster: Cluster) -> None:
     a, b = cluster.a, cluster.b
-    data = os.urandom(4 << 20)
-    with inside(b.pod_path):
-        server = socket.create_server((str(b.pod_ip), 5201))
-    with inside(a.pod_path):
-        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    got: list[str] = []
-
-    def serve() -> None:
-        server.settimeout(10)
-        conn, _ = server.accept()
-        with conn:
-            conn.settimeout(10)
-            h, n = hashlib.sha256(), 0
-            while chunk := conn.recv(1 << 16):
-                h.update(chunk)
-                n += len(chunk)
-            got.append(f"{n} {h.hexdigest()}")
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        client.settimeout(10)
-        client.connect((str(b.pod_ip), 5201))
-        client.sendall(data)
-        client.shutdown(socket.SHUT_WR)
-        t.join(15)
-    finally:
-        client.close()
-        server.close()
-    assert got == [f"{len(data)} {hashlib.sha256(data).hexdigest()}"]
+    tcp_transfer(a.pod_path, b.pod_path, str(b.pod_ip), os.urandom(4 << 20))
 
 
 def test_a_datagram_from_a_peer_is_written_to_the_pod(cluster: Cluster) -> None:

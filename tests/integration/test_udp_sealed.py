@@ -12,11 +12,9 @@ goes on; a peer whose lease advertises no key gets no traffic either way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +37,7 @@ from flanneld.core.session import (
 )
 from lab.netns import Namespaces, inside, run
 
-from .underlay import Capture
+from .underlay import Capture, tcp_transfer
 
 pytestmark = pytest.mark.integration
 
@@ -132,34 +130,10 @@ def drops(backend: UdpBackend) -> dict[str, int]:
     return {k: v for k, v in backend.counters().items() if k.startswith("drop_") and v}
 
 
-def transfer(a: Node, b: Node, size: int) -> str:
-    """Send `size` bytes (MARKER repeated) from pod A to pod B over TCP; B's digest."""
+def transfer(a: Node, b: Node, size: int) -> None:
+    """`size` bytes (MARKER repeated) from pod A to pod B over TCP, checked by hash."""
     data = (MARKER * (size // len(MARKER) + 1))[:size]
-    with inside(b.pod_path):
-        server = socket.create_server((str(b.pod_ip), 5201))
-    server.settimeout(10)
-    got: list[str] = []
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        conn.settimeout(10)
-        h, n = hashlib.sha256(), 0
-        while chunk := conn.recv(65536):
-            h.update(chunk)
-            n += len(chunk)
-        got.append(f"{n} {h.hexdigest()}")
-        conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    with inside(a.pod_path):
-        client = socket.create_connection((str(b.pod_ip), 5201), timeout=10)
-    client.sendall(data)
-    client.close()
-    thread.join(20)
-    server.close()
-    assert got == [f"{len(data)} {hashlib.sha256(data).hexdigest()}"]
-    return got[0]
+    tcp_transfer(a.pod_path, b.pod_path, str(b.pod_ip), data)
 
 
 def send_from(node: Node, to: Node, datagrams: list[bytes]) -> None:

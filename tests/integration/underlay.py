@@ -40,6 +40,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import hashlib
 import os
 import random
 import select
@@ -48,6 +49,7 @@ import struct
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 
 from flanneld.core import vnet
@@ -564,3 +566,42 @@ class Capture:
         self._thread.join(5)
         self.sock.close()
         return self.payloads
+
+
+def tcp_transfer(src_netns_path: str, dst_netns_path: str, dst_ip: str, data: bytes,
+                 port: int = 5201, timeout: float = 10.0,
+                 during: Callable[[], None] | None = None) -> None:
+    """Send `data` over TCP from a process socket in one namespace to a server in another
+    and check that the server got exactly it (length and sha256); `during` runs once the
+    sending is under way."""
+    with inside(dst_netns_path):
+        server = socket.create_server((dst_ip, port))
+    server.settimeout(timeout)
+    got: list[str] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(timeout)
+            h, n = hashlib.sha256(), 0
+            while chunk := conn.recv(1 << 16):
+                h.update(chunk)
+                n += len(chunk)
+            got.append(f"{n} {h.hexdigest()}")
+
+    receiver = threading.Thread(target=serve, daemon=True)
+    receiver.start()
+    try:
+        with inside(src_netns_path):
+            client = socket.create_connection((dst_ip, port), timeout=timeout)
+        with client:
+            sender = threading.Thread(target=client.sendall, args=(data,), daemon=True)
+            sender.start()
+            if during is not None:
+                during()
+            sender.join(timeout + 30)
+            client.shutdown(socket.SHUT_WR)
+            receiver.join(timeout + 30)
+    finally:
+        server.close()
+    assert got == [f"{len(data)} {hashlib.sha256(data).hexdigest()}"]
