@@ -54,7 +54,13 @@ from ..core import sealing, vnet
 from ..core.backend import UDP, Backend
 from ..core.errors import ConfigError, FlannelError
 from ..core.gro import coalesce, may_extend
-from ..core.gso import SegmentError, complete_checksum, segment_tcp4
+from ..core.gso import (
+    SegmentError,
+    complete_checksum,
+    partial_tcp4,
+    segment_tcp4,
+    tcp4_partial_at,
+)
 from ..core.packet import (
     CODE_NET_UNREACH,
     CODE_TTL_EXCEEDED,
@@ -330,7 +336,7 @@ class UdpBackend:
         pauser.register(self._wake[0], select.POLLIN)
         pause = pauser.poll
         read, write, sendto, recv = os.read, os.write, sock.sendto, sock.recvfrom_into
-        check, dst, accept = check_ipv4, dst_of, accept_ipv4
+        check, dst, accept, partial_at = check_ipv4, dst_of, accept_ipv4, tcp4_partial_at
         buf = bytearray(BUFSIZE)
         view = memoryview(buf)
         dontwait = socket.MSG_DONTWAIT
@@ -408,6 +414,8 @@ class UdpBackend:
                     if reason is not None:
                         self._refuse(got, reason, addr)
                         continue
+                    if open_ is not None and (ihl := partial_at(got)):
+                        complete_checksum(got, ihl, vnet.TCP_CSUM_OFFSET)  # a plain TUN
                     try:
                         write(tun, got)
                     except OSError:
@@ -475,6 +483,8 @@ class UdpBackend:
         keyring = self.keyring       # None: clear text, as flannel
         seal = None if keyring is None else keyring.seal
         open_ = None if keyring is None else keyring.open
+        # Sealed, a TCP packet keeps a partial checksum: the tag covers it (core.gro).
+        sealed_tcp, partial = keyring is not None, partial_tcp4
         join = b"".join
         sfd = sock.fileno()
         tun_ready = sock_ready = True
@@ -511,8 +521,8 @@ class UdpBackend:
                         self._net_unreachable(pkt)
                         continue
                     if gso_type & ~vnet.GSO_ECN != tcpv4:
-                        if flags & needs_csum and complete_checksum(pkt, csum_start,
-                                                                    csum_offset):
+                        if flags & needs_csum and not (sealed_tcp and partial(pkt)) and (
+                                complete_checksum(pkt, csum_start, csum_offset)):
                             completed += 1
                         size = n - hsize
                         out: Buffer = pkt
@@ -544,7 +554,7 @@ class UdpBackend:
                         train_open = wire == train_size   # a shorter one ends the train
                         continue
                     try:
-                        parts, size = segment(pkt, gso_size)
+                        parts, size = segment(pkt, gso_size, sealed_tcp)
                     except SegmentError:
                         c[k_gso] += 1
                         continue
@@ -634,7 +644,7 @@ class UdpBackend:
         """Coalesce the checked packets of `batch` and write them into the TUN; count them
         (`gro`: how many of the receives behind them held several datagrams)."""
         c, tun, writev = self._counts, self._tun, os.writev
-        writes, merged = coalesce(batch)
+        writes, merged = coalesce(batch, self.keyring is not None)
         rx, rx_bytes = len(batch), sum(len(p) for p in batch)
         for w in writes:
             try:

@@ -28,7 +28,12 @@ checked here: the kernel checks them as it would on a plain TUN.
 The coalesced packet carries the first packet's headers with the total length, IP checksum
 and PSH of the run, a TCP checksum field holding the pseudo-header sum, and a virtio-net
 header GSO_TCPV4 with the segment size and NEEDS_CSUM. Every other packet is written as
-it came with a plain virtio-net header. Pure: no I/O.
+it came with a plain virtio-net header.
+
+`trusted` packets (opened from an encrypted peer: the AEAD tag authenticated every byte
+as its node sent it) skip the checksum verification, and may carry a partial TCP checksum
+(`gso.partial_tcp4`, as that peer sends them): one that is not coalesced is written with
+NEEDS_CSUM for the kernel to complete. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import struct
 
 from . import vnet
+from .gso import tcp4_partial_at
 from .packet import finish_checksum, ones_sum
 
 IPPROTO_TCP = 6
@@ -73,9 +79,18 @@ def may_extend(packet: memoryview) -> bool:
             and packet[32] >= 0x50 and n > 20 + ((packet[32] >> 4) << 2))
 
 
-def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]], int]:
+def _single(packet: memoryview) -> list[memoryview | bytes]:
+    """The write of one trusted packet not coalesced: NEEDS_CSUM if its TCP checksum is
+    partial (or verifies as if it were), else as it came."""
+    ihl = tcp4_partial_at(packet)
+    return [vnet.needs_csum(ihl) if ihl else vnet.PLAIN, packet]
+
+
+def coalesce(packets: list[memoryview],
+             trusted: bool = False) -> tuple[list[list[memoryview | bytes]], int]:
     """(writes, merged): the TUN writes for `packets` (each a list of buffers starting with a
-    virtio-net header), and how many packets went into coalesced writes."""
+    virtio-net header), and how many packets went into coalesced writes. `trusted`: see the
+    module docstring."""
     writes: list[list[memoryview | bytes]] = []
     append = writes.append
     plain = vnet.PLAIN
@@ -89,7 +104,7 @@ def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]],
         p = packets[i]
         i += 1
         if i == count or not may_extend(p):
-            append([plain, p])
+            append(_single(p) if trusted else [plain, p])
             continue
         n = len(p)
         hl = 20 + ((p[32] >> 4) << 2)
@@ -115,9 +130,9 @@ def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]],
             ident = (ident + 1) & 0xFFFF
             if not df and u16(q, 4)[0] != ident:
                 break
-            if not (checked or _tcp_ok(p, addrs)) or (
+            if not trusted and (not (checked or _tcp_ok(p, addrs)) or (
                     (from_bytes(q[20:], "little") % 0xFFFF << 8) + pseudo_less_length + qn
-            ) % 0xFFFF:
+            ) % 0xFFFF):
                 break
             checked = True
             run.append(q)
@@ -127,7 +142,7 @@ def coalesce(packets: list[memoryview]) -> tuple[list[list[memoryview | bytes]],
             if size < mss or q[33] & TCP_PSH:
                 break
         if len(run) == 1:
-            append([plain, p])
+            append(_single(p) if trusted else [plain, p])
             continue
         merged += len(run)
         header = bytearray(p[:hl])

@@ -41,13 +41,17 @@ def tcp_header_length(packet: Buffer, ihl: int) -> int:
     return (packet[ihl + 12] >> 4) << 2
 
 
-def segment_tcp4(packet: memoryview, mss: int) -> tuple[list[Buffer], int]:
+def segment_tcp4(packet: memoryview, mss: int,
+                 partial: bool = False) -> tuple[list[Buffer], int]:
     """(parts, size): the wire packets of super-packet `packet`, as header/payload buffers in
     order, and the size of every segment but the last (which may be shorter), for UDP GSO.
 
     `packet` is an IPv4 TCP packet whose IP total length may be 0 or stale (the kernel
     sets it for a super-packet, but its length is what was read) and whose TCP checksum
-    field holds anything; `mss` is the payload per segment. Raises SegmentError.
+    field holds anything; `mss` is the payload per segment. With `partial` each segment's
+    TCP checksum field gets only its pseudo-header sum (`partial_tcp4`), not the full
+    checksum: for a receiver that completes it or hands it on as partial. Raises
+    SegmentError.
     """
     n = len(packet)
     if n < 40 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_TCP:
@@ -72,6 +76,7 @@ def segment_tcp4(packet: memoryview, mss: int) -> tuple[list[Buffer], int]:
                 + hl + mss)
     tcp_fixed = (addrs + IPPROTO_TCP + sport + dport + (ack >> 16) + (ack & 0xFFFF)
                  + (off << 8) + win + urg + ones_sum(tcp_opts) + thl + mss)
+    pseudo = addrs + IPPROTO_TCP + thl + mss   # a full segment's pseudo-header sum
     count = max(1, -(-(n - hl) // mss))
     last = count - 1
     first_flags = flags & ~(TCP_FIN | TCP_PSH)
@@ -87,17 +92,23 @@ def segment_tcp4(packet: memoryview, mss: int) -> tuple[list[Buffer], int]:
             total -= short
             ip_fixed -= short
             tcp_fixed -= short
+            pseudo -= short
             f = flags & ~TCP_CWR if i else flags
         payload = packet[start:start + mss]
         ipid = (ident + i) & 0xFFFF
         x = (ip_fixed + ipid) % 0xFFFF
         s = (seq + i * mss) & 0xFFFFFFFF
-        # The payload's sum read little-endian, times 2**8: its big-endian sum (packet.ones_sum)
-        y = (tcp_fixed + (s >> 16) + (s & 0xFFFF) + f
-             + (from_bytes(payload, "little") % 0xFFFF << 8)) % 0xFFFF
+        if partial:
+            csum = pseudo % 0xFFFF
+        else:
+            # The payload's sum read little-endian, times 2**8: its big-endian sum
+            # (packet.ones_sum)
+            y = (tcp_fixed + (s >> 16) + (s & 0xFFFF) + f
+                 + (from_bytes(payload, "little") % 0xFFFF << 8)) % 0xFFFF
+            csum = 0xFFFF - y if y else 0xFFFF
         parts[2 * i] = pack(vihl, tos, total, ipid, frag, ttl, proto, 0xFFFF - x if x else 0xFFFF,
-                            src, dst, ip_opts, sport, dport, s, ack, off, f, win,
-                            0xFFFF - y if y else 0xFFFF, urg, tcp_opts)
+                            src, dst, ip_opts, sport, dport, s, ack, off, f, win, csum, urg,
+                            tcp_opts)
         parts[2 * i + 1] = payload
     return parts, hl + mss
 
@@ -119,3 +130,47 @@ def complete_checksum(packet: bytearray | memoryview, csum_start: int, csum_offs
     packet[at] = csum >> 8
     packet[at + 1] = csum & 0xFF
     return True
+
+
+def _tcp4_pseudo(packet: Buffer) -> tuple[int, int] | None:
+    """(offset of the TCP checksum field, pseudo-header sum mod 0xFFFF) of a TCP/IPv4
+    packet that is not a fragment and holds its whole fixed TCP header; None otherwise."""
+    n = len(packet)
+    if n < 40 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_TCP or (packet[6] & 0x3F
+                                                                      or packet[7]):
+        return None
+    ihl = (packet[0] & 0x0F) << 2
+    if ihl < 20 or ihl + 20 > n:
+        return None
+    addrs = int.from_bytes(packet[12:20], "big") % 0xFFFF
+    return ihl + 16, (addrs + IPPROTO_TCP + n - ihl) % 0xFFFF
+
+
+def partial_tcp4(packet: bytearray | memoryview) -> bool:
+    """Put a TCP/IPv4 packet's checksum in partial form in place: the field holds the
+    pseudo-header sum (as Linux's CHECKSUM_PARTIAL and a virtio-net NEEDS_CSUM packet have
+    it), whatever it held. False (nothing changed) for anything else: not TCP/IPv4, a
+    fragment, or too short to hold a TCP header."""
+    found = _tcp4_pseudo(packet)
+    if found is None:
+        return False
+    at, pseudo = found
+    packet[at] = pseudo >> 8
+    packet[at + 1] = pseudo & 0xFF
+    return True
+
+
+def tcp4_partial_at(packet: Buffer) -> int:
+    """The IPv4 header length of a TCP/IPv4 packet (no fragment) whose checksum field holds
+    exactly its pseudo-header sum (mod 0xFFFF), else 0.
+
+    Completing such a packet's checksum is right even when the field held a full checksum
+    that happens to equal that sum: a field that verifies the packet is the one completion
+    computes. So a receiver may treat every packet this finds as partial."""
+    found = _tcp4_pseudo(packet)
+    if found is None:
+        return 0
+    at, pseudo = found
+    if ((packet[at] << 8 | packet[at + 1]) - pseudo) % 0xFFFF:
+        return 0
+    return at - 16

@@ -38,3 +38,11 @@ def tcp4_gso(hdr_len: int, gso_size: int, ip_hlen: int = 20) -> bytes:
     """The header of a coalesced TCP/IPv4 packet written to the TUN: segments of `gso_size`
     payload bytes after `hdr_len` bytes of headers, TCP checksum to be completed."""
     return _HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, hdr_len, gso_size, ip_hlen, TCP_CSUM_OFFSET)
+
+
+def needs_csum(csum_start: int, csum_offset: int = TCP_CSUM_OFFSET) -> bytes:
+    """The header of a packet written to the TUN whose checksum at `csum_start +
+    csum_offset` holds the pseudo-header sum, for the kernel to complete (or, delivering
+    it locally, to take as good): NEEDS_CSUM, no GSO."""
+    return _HDR.pack(F_NEEDS_CSUM, GSO_NONE, csum_start + csum_offset + 2, 0, csum_start,
+                     csum_offset)

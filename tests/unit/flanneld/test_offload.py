@@ -367,3 +367,96 @@ def test_the_vnet_headers_written() -> None:
 ])
 def test_may_extend_says_whether_a_run_could_go_on(packet: bytes, expected: bool) -> None:
     assert gro.may_extend(memoryview(packet)) is expected
+
+
+# --- partial checksums inside the seal ------------------------------------------------
+
+def completed(packet: bytes) -> bytes:
+    """The packet after the kernel (or a plain-TUN receiver) completed its checksum."""
+    ihl = gso.tcp4_partial_at(packet)
+    assert ihl
+    buf = bytearray(packet)
+    assert gso.complete_checksum(buf, ihl, vnet.TCP_CSUM_OFFSET)
+    return bytes(buf)
+
+
+@settings(max_examples=150, deadline=None)
+@given(payloads, st.integers(1, 1460), options, flag_sets, st.integers(0, 2**32 - 1))
+def test_partial_segments_complete_to_the_full_ones(payload: bytes, mss: int, opts: bytes,
+                                                    flags: int, seq: int) -> None:
+    sp = super_packet(payload, options=opts, flags=flags, seq=seq)
+    full = wire_packets(*gso.segment_tcp4(sp, mss))
+    partial = wire_packets(*gso.segment_tcp4(sp, mss, partial=True))
+    assert len(partial) == len(full)
+    for p, f in zip(partial, full, strict=True):
+        assert check_ipv4(p) is None
+        assert p[:36] == f[:36] and p[38:] == f[38:]
+        assert completed(p) == f
+
+
+@given(st.binary(max_size=3000), options, st.booleans())
+def test_partial_form_then_completion_gives_a_valid_checksum(payload: bytes, opts: bytes,
+                                                              full_first: bool) -> None:
+    packet = bytearray(tcp_segment(payload, options=opts, checksum=full_first))
+    assert gso.partial_tcp4(packet)
+    assert gso.tcp4_partial_at(packet) == 20
+    assert tcp_checksum_ok(completed(bytes(packet)))
+    assert completed(bytes(packet)) == tcp_segment(payload, options=opts)
+
+
+@given(st.binary(max_size=2000), options)
+def test_a_full_checksum_is_partial_only_when_completing_it_changes_nothing(
+        payload: bytes, opts: bytes) -> None:
+    full = tcp_segment(payload, options=opts)
+    if gso.tcp4_partial_at(full):
+        assert completed(full) == full
+
+
+@pytest.mark.parametrize("packet", [
+    b"\x45" + bytes(39),                                             # not TCP
+    tcp_segment(b"x" * 10, frag=0x2000),                             # more fragments
+    tcp_segment(b"x" * 10, frag=0x0001),                             # a later fragment
+    tcp_segment(b"")[:39],                                           # no whole TCP header
+    b"\x60" + bytes(59),                                             # IPv6
+])
+def test_what_cannot_carry_a_partial_tcp_checksum_is_left_alone(packet: bytes) -> None:
+    buf = bytearray(packet)
+    assert not gso.partial_tcp4(buf) and buf == packet
+    assert gso.tcp4_partial_at(packet) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(payloads, st.integers(536, 1460), options, st.integers(0, 2**32 - 1),
+       st.sampled_from([ACK, ACK | PSH]))
+def test_trusted_partial_segments_coalesce_without_verification(
+        payload: bytes, mss: int, opts: bytes, seq: int, flags: int) -> None:
+    assume(len(payload) + 40 + len(opts) <= 65535)
+    sp = super_packet(payload, options=opts, seq=seq, flags=flags)
+    full = wire_packets(*gso.segment_tcp4(sp, mss))
+    partial = wire_packets(*gso.segment_tcp4(sp, mss, partial=True))
+    writes, merged = gro.coalesce(views(partial), trusted=True)
+    if len(partial) == 1:
+        ((header, packet),) = writes
+        h = parse(header)
+        assert (h.flags, h.gso_type, h.csum_start, h.csum_offset) == (
+            vnet.F_NEEDS_CSUM, vnet.GSO_NONE, 20, 16)
+        assert h.hdr_len == 38 and completed(bytes(packet)) == full[0]
+        return
+    (write,) = writes
+    assert merged == len(partial) and expand(write) == full
+
+
+def test_untrusted_partial_segments_are_not_coalesced() -> None:
+    sp = super_packet(b"y" * 4000)
+    partial = wire_packets(*gso.segment_tcp4(sp, 1000, partial=True))
+    writes, merged = gro.coalesce(views(partial))
+    assert merged == 0 and all(w[0] == vnet.PLAIN for w in writes)
+
+
+def test_trusted_packets_that_are_not_partial_tcp_are_written_as_they_came() -> None:
+    udp = bytearray(tcp_segment(b"z" * 50))
+    udp[9] = 17
+    full = tcp_segment(b"z" * 50, flags=ACK | PSH)
+    assert not gso.tcp4_partial_at(full)   # (one full checksum in 65535 would look partial)
+    writes, _ = gro.coalesce(views([bytes(udp), full]), trusted=True)
+    assert [w[0] for w in writes] == [vnet.PLAIN, vnet.PLAIN]
