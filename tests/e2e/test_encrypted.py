@@ -151,16 +151,23 @@ def replay(src: Node, dst: Node, datagrams: list[bytes], cluster: Cluster) -> No
         s.close()
 
 
-def test_forged_and_replayed_datagrams_reach_no_pod_and_are_counted(cluster: Cluster) -> None:
-    """From node 0's own address (as an attacker on its path could send), to node 1's
-    daemon: replays of captured datagrams, bit flips of one, truncations and noise."""
-    src, dst = cluster.nodes[0], cluster.nodes[1]
+def captured(cluster: Cluster, src: Node, dst: Node) -> list[bytes]:
+    """The sealed datagrams of three pings from src's pod to dst's, as dst's underlay saw
+    them arrive from src."""
     capture = Capture(cluster.spaces.path(dst.netns), dst.iface, PORT, src.underlay_ip)
     try:
         assert ping(src.pods[0].netns, dst.pods[0].ip, count=3)
     finally:
         genuine = [p for p in capture.stop() if len(p) > 48]
     assert genuine
+    return genuine
+
+
+def test_forged_and_replayed_datagrams_reach_no_pod_and_are_counted(cluster: Cluster) -> None:
+    """From node 0's own address (as an attacker on its path could send), to node 1's
+    daemon: replays of captured datagrams, bit flips of one, truncations and noise."""
+    src, dst = cluster.nodes[0], cluster.nodes[1]
+    genuine = captured(cluster, src, dst)
     sample = genuine[-1]
     flips = []
     for i in range(0, len(sample) * 8, 11):
@@ -183,12 +190,7 @@ def test_datagrams_captured_before_a_receiver_restarted_are_refused_after(
     """The receiver keeps its key but draws a new boot value: every key changes, so
     captures of its earlier life open under none of them."""
     src, dst = cluster.nodes[0], cluster.nodes[1]
-    capture = Capture(cluster.spaces.path(dst.netns), dst.iface, PORT, src.underlay_ip)
-    try:
-        assert ping(src.pods[0].netns, dst.pods[0].ip, count=3)
-    finally:
-        genuine = [p for p in capture.stop() if len(p) > 48]
-    assert genuine
+    genuine = captured(cluster, src, dst)
     assert cluster.stop_node(dst) == 0
     cluster.start_node(dst)
     cluster.wait_ready(dst)

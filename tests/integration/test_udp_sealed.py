@@ -70,9 +70,12 @@ def ip(*args: str, netns: str) -> None:
     run("ip", "-n", netns, *args)
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["offload", "plain"])
+@pytest.fixture(scope="module", params=[(True, True), (False, False), (True, False)],
+                ids=["offload", "plain", "mixed"])
 def nodes(request: pytest.FixtureRequest) -> Iterator[tuple[Node, Node]]:
-    """Every test runs against both data paths: offloads on (the default) and off."""
+    """Every test runs against both data paths, offloads on (the default) and off, and
+    between them: A sends TSO segments with partial checksums that B's plain TUN needs
+    completed, and B's full ones are coalesced by A."""
     ns = Namespaces()
     made: list[Node] = []
     try:
@@ -102,7 +105,7 @@ def nodes(request: pytest.FixtureRequest) -> Iterator[tuple[Node, Node]]:
             identity = Identity.from_private(bytes([i]) * 32, os.urandom(16))
             underlay = IPv4Address(f"192.168.95.{i}")
             backend = UdpBackend(iface_addr=underlay, iface_mtu=UNDERLAY_MTU, port=PORT,
-                                 network=NETWORK, subnet=subnet, offload=request.param,
+                                 network=NETWORK, subnet=subnet, offload=request.param[i - 1],
                                  encryption=Encryption(identity, "aes-256-gcm", str(NETWORK)))
             with inside(ns.path(host)):
                 backend.start()
