@@ -89,6 +89,7 @@ class Case:
     conf: dict[str, Any]
     cni_path: str
     data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)    # PYFLANNEL_SOCKET for a warm case
     samples: dict[str, list[int]] = field(default_factory=lambda: {op: [] for op in OPS})
 
 
@@ -108,7 +109,7 @@ class Invoker:
         try:
             got = invoke(command, data, node=None, container_id=container_id, netns=netns,
                          ifname=ifname, timeout=self.timeout, plugin=case.plugin,
-                         path=case.cni_path)
+                         path=case.cni_path, extra_env=case.env)
         except subprocess.TimeoutExpired as e:
             raise BenchError(f"{case.label} {command} timed out after {self.timeout:g} s\n"
                              f"stdout: {_text(e.stdout)}\nstderr: {_text(e.stderr)}") from None
@@ -148,20 +149,64 @@ def _text(b: bytes | str | None) -> str:
 
 # --- the benchmark ----------------------------------------------------------------------
 
-def make_cases(tmp: Path, tag: str, plugins: list[tuple[str, str]], cni_bin: str,
-               masq: bool) -> list[list[Case]]:
-    """Groups to interleave, one per ipMasq setting: each pyflannel executable (label,
-    path), all on bridge cni0 with one subnet file, then the reference on cni1."""
+def variants(plugins: list[tuple[str, str]], warm: bool) -> list[tuple[str, str, bool]]:
+    """(label, path, warm) per timed pyflannel: each executable cold and, with `warm`,
+    relaying to its own `--serve` worker too (label-warm)."""
+    return [(label + ("-warm" if w else ""), path, w) for label, path in plugins
+            for w in ((False, True) if warm else (False,))]
+
+
+class Workers:
+    """One `PATH --serve` worker per warm executable, as flanneld runs it, on a socket in
+    the run's temp dir; stopped on exit."""
+
+    def __init__(self, tmp: Path, plugins: list[tuple[str, str, bool]]) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.sockets: dict[str, str] = {}
+        for _label, path, warm in plugins:
+            if warm and path not in self.sockets:
+                self.sockets[path] = str(tmp / f"serve-{len(self.sockets)}.sock")
+                log = open(tmp / f"serve-{len(self.procs)}.log", "w")  # noqa: SIM115
+                self.procs.append(subprocess.Popen([path, "--serve", self.sockets[path]],
+                                                   stdin=subprocess.DEVNULL, stdout=log,
+                                                   stderr=subprocess.STDOUT))
+                log.close()
+        deadline = time.monotonic() + 30
+        for sock in self.sockets.values():
+            while not os.path.exists(sock):
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise BenchError(f"no CNI worker listening on {sock} after 30 s")
+                time.sleep(0.02)
+
+    def env(self, path: str, warm: bool) -> dict[str, str]:
+        return {"PYFLANNEL_SOCKET": self.sockets[path] if warm else ""}
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def make_cases(tmp: Path, tag: str, plugins: list[tuple[str, str, bool]], workers: Workers,
+               cni_bin: str, masq: bool) -> list[list[Case]]:
+    """Groups to interleave, one per ipMasq setting: each pyflannel variant (label, path,
+    warm), all on bridge cni0 with one subnet file, then the reference on cni1."""
     (tmp / "subnet.env").write_text(subnet_env_text())
     groups = []
     for suffix, ip_masq in (("", False), ("-masq", True)) if masq else (("", False),):
         group = []
-        for i, (label, plugin) in enumerate(plugins):
+        for i, (label, plugin, warm) in enumerate(plugins):
             net, data = f"pfbench{tag}{i}{suffix}", tmp / f"{label}{suffix}"
             group.append(Case(
                 key=label + suffix, label=label + suffix, plugin=plugin,
                 cni_path=f"{os.path.dirname(os.path.abspath(plugin))}:{cni_bin}",
-                data_dir=data / net,
+                data_dir=data / net, env=workers.env(plugin, warm),
                 conf={"cniVersion": CNI_VERSION, "name": net, "type": "pyflannel",
                       "subnetFile": str(tmp / "subnet.env"), "dataDir": str(data),
                       "ipMasq": ip_masq}))
@@ -257,7 +302,8 @@ def summarize(groups: list[list[Case]], floor: list[int]) -> dict[str, Any]:
 
 
 def print_report(summary: dict[str, Any], groups: list[list[Case]], rounds: int) -> None:
-    print(f"cold plugin processes, {rounds} rounds after 1 warm-up round; wall time in ms")
+    print(f"plugin processes (-warm: relayed to the `--serve` worker), {rounds} rounds "
+          "after 1 warm-up round; wall time in ms")
     width = max(22, *(len(c.label) for group in groups for c in group))
     print(f"{'':{width}} {'op':8} {'median':>8} {'min':>8} {'max':>8}")
     st = summary["spawn_floor"]
@@ -290,6 +336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-masq", dest="masq", action="store_false",
                    help="skip the ipMasq=true group (iptables cost)")
+    p.add_argument("--no-warm", dest="warm", action="store_false",
+                   help="time each pyflannel only cold, not also relaying its calls to its "
+                        "`--serve` worker (flanneld's warm path)")
     p.add_argument("--plugin", action="append", type=_labelled, metavar="[LABEL=]PATH",
                    help="a pyflannel executable to time, repeatable; LABEL names it in the "
                         "report (default: its file name); default: the one beside this "
@@ -343,10 +392,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spaces = NodeNamespaces()
     tmp = Path(tempfile.mkdtemp(prefix=f"pfbench-{tag}-"))
     invoke = Invoker(args.timeout)
+    workers: Workers | None = None
     try:
-        groups = make_cases(tmp, tag, args.plugin, args.cni_bin, args.masq)
         node = spaces.make("pfbench")
         spaces.enter(node)
+        plugins = variants(args.plugin, args.warm)
+        workers = Workers(tmp, plugins)
+        groups = make_cases(tmp, tag, plugins, workers, args.cni_bin, args.masq)
         one_round(0, groups, spaces, invoke, record=False)  # warm-up: bridges, caches
         deadline = time.monotonic() + args.budget
         done = 0
@@ -370,6 +422,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
+            if workers is not None:
+                workers.close()
             spaces.cleanup()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -68,7 +68,7 @@ from .core.iptables import ChainSpec, forward_spec, masq_spec
 from .core.keys import BOOT_SIZE, Identity, encode_backend_data
 from .core.lease import backend_data_text
 from .core.registry import Registry
-from .io import healthz, iface, iptables, keyfile, subnet_file
+from .io import cni_worker, healthz, iface, iptables, keyfile, subnet_file
 from .options import Options
 
 log = logging.getLogger("flanneld")
@@ -103,6 +103,7 @@ class Daemon:
         self.server: healthz.HealthServer | None = None
         self.encryption: Encryption | None = None
         self.advertised: str | None = None    # the lease's BackendData (the encrypted mode)
+        self.cni: cni_worker.CniWorker | None = None
 
     # -- entry points -------------------------------------------------------------------
 
@@ -113,6 +114,7 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped (0) or a fatal error (raised as FlannelError)."""
         try:
+            self._start_cni_worker()
             done = self._execute(self.control.start())
             while done is None:
                 deadline = self.control.next_deadline()
@@ -290,7 +292,19 @@ class Daemon:
             except Exception as e:  # noqa: BLE001 (etcd may be gone; the watch is over)
                 log.debug("cancelling the watch: %s", e)
 
+    def _start_cni_worker(self) -> None:
+        if not self.opts.cni_socket:
+            return
+        plugin = cni_worker.find_plugin(self.opts.cni_plugin)
+        if plugin is None:
+            log.info("no pyflannel executable found (--cni-plugin): CNI calls run cold")
+            return
+        self.cni = cni_worker.CniWorker(plugin, self.opts.cni_socket)
+        self.cni.start()
+
     def _shut_down(self) -> None:
+        if self.cni is not None:
+            self.cni.stop()
         self._cancel_watch()
         if self.backend is not None:
             self.backend.stop()

@@ -20,6 +20,7 @@ _FALSE = {"0", "f", "false", "no", "off"}
 
 
 DEFAULT_KEY_FILE = "/var/lib/pyflannel/udp.key"
+DEFAULT_CNI_SOCKET = "/run/flannel/cni.sock"
 
 @dataclass(frozen=True)
 class Options:
@@ -43,6 +44,8 @@ class Options:
     iptables_forward_rules: bool
     udp_offload: bool                # TUN TSO/checksum offload and UDP GSO/GRO when allowed
     udp_key_file: str                # the X25519 private key of the encrypted udp mode
+    cni_socket: str                  # "": no warm path for the CNI plugin
+    cni_plugin: str                  # the pyflannel executable serving it ("": found)
     verbosity: int
 
     @property
@@ -124,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
       help="udp backend with Backend.Encryption: this node's X25519 private key (base64, "
            "as `wg genkey` writes it; made with mode 0600 on first start and kept; "
            f"default {DEFAULT_KEY_FILE})")
+    a("--cni-socket", default=DEFAULT_CNI_SOCKET, metavar="PATH",
+      help="serve the pyflannel CNI plugin's calls on this unix socket (mode 0600), so "
+           "that a pod's ADD or DEL costs a fork of a warm worker instead of the plugin's "
+           f"start-up; empty: do not (default {DEFAULT_CNI_SOCKET}, the plugin's default)")
+    a("--cni-plugin", default="", metavar="PATH",
+      help="the pyflannel executable whose `--serve` mode runs the worker (default: the "
+           "one beside flanneld, in the build's layout, on PATH or in /opt/cni/bin)")
     a("-v", "--v", dest="verbosity", type=int, default=0, metavar="LEVEL",
       help="log verbosity: 0 info, 1 debug, 2 and up also netlink messages (default 0)")
     a("--version", action="version", version=f"flanneld (pyflannel) {_version()}")
@@ -172,6 +182,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
     if not 0 <= ns.healthz_port <= 65535:
         raise ConfigError(f"--healthz-port={ns.healthz_port} is not a port number")
     renew_margin(ns.subnet_lease_renew_margin)  # ConfigError outside 1..1439
+    if ns.cni_socket and not ns.cni_socket.startswith("/"):
+        raise ConfigError(f"--cni-socket={ns.cni_socket!r} is not an absolute path")
     if ns.iptables_resync < 1:
         raise ConfigError(f"--iptables-resync={ns.iptables_resync} must be at least 1 second")
     return Options(
@@ -185,4 +197,5 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         subnet_lease_ttl=ns.subnet_lease_ttl, healthz_ip=ns.healthz_ip,
         healthz_port=ns.healthz_port, iptables_resync=ns.iptables_resync,
         iptables_forward_rules=ns.iptables_forward_rules, udp_offload=ns.udp_offload,
-        udp_key_file=ns.udp_key_file, verbosity=ns.verbosity)
+        udp_key_file=ns.udp_key_file, cni_socket=ns.cni_socket, cni_plugin=ns.cni_plugin,
+        verbosity=ns.verbosity)

@@ -84,6 +84,11 @@ class Node:
     def log_file(self) -> Path:
         return self.dir / "flanneld.log"
 
+    @property
+    def cni_socket(self) -> Path:
+        """Where the node's flanneld serves the CNI plugin's calls (the warm path)."""
+        return self.dir / "cni.sock"
+
     def subnet(self) -> str:
         """FLANNEL_SUBNET from the node's subnet file, e.g. 10.244.3.1/24."""
         for line in self.subnet_file.read_text().splitlines():
@@ -196,7 +201,7 @@ class Cluster:
                 f"--etcd-prefix={self.prefix}", f"--iface={node.iface}",
                 f"--subnet-file={node.subnet_file}", "--healthz-ip=127.0.0.1",
                 f"--healthz-port={HEALTHZ_PORT}", f"--udp-key-file={node.key_file}",
-                *node.extra_args]
+                f"--cni-socket={node.cni_socket}", *node.extra_args]
         if self.lease_ttl is not None:
             args.append(f"--subnet-lease-ttl={self.lease_ttl}")
         return args
@@ -243,11 +248,15 @@ class Cluster:
         return {"cniVersion": "1.1.0", "name": self.net_name, "type": "pyflannel",
                 "subnetFile": str(node.subnet_file), "dataDir": str(node.dir / "cni")}
 
+    def cni_env(self, node: Node) -> dict[str, str]:
+        """The plugin relays its calls to the node's flanneld, as on a real node."""
+        return {"PYFLANNEL_SOCKET": str(node.cni_socket)}
+
     def add_pod(self, node: Node) -> Pod:
         ns = self.spaces.make("pfpod")
         cid = unique("pod")
         out = invoke("ADD", self.cni_conf(node), node=node.netns, container_id=cid,
-                     netns=self.spaces.path(ns))
+                     netns=self.spaces.path(ns), extra_env=self.cni_env(node))
         if out.code:
             raise RuntimeError(f"ADD on node {node.index} failed: {out.stdout}{out.stderr}")
         pod = Pod(ns, node, cid, out.json["ips"][0]["address"].split("/")[0])
@@ -256,7 +265,8 @@ class Cluster:
 
     def del_pod(self, pod: Pod) -> None:
         invoke("DEL", self.cni_conf(pod.node), node=pod.node.netns,
-               container_id=pod.container_id, netns=self.spaces.path(pod.netns))
+               container_id=pod.container_id, netns=self.spaces.path(pod.netns),
+               extra_env=self.cni_env(pod.node))
         pod.node.pods.remove(pod)
         self.spaces.remove(pod.netns)
 

@@ -79,6 +79,7 @@ def invoke(command: str, conf: dict[str, Any] | str | bytes, *, node: str | None
     (default: the one under test) and `path` its CNI_PATH (default: `cni_path()`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("PYFLANNEL_SOCKET", "")   # cold, unless a test serves a warm path
     env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
                 "CNI_IFNAME": ifname, "CNI_PATH": path if path is not None else cni_path()})
     env.update(extra_env or {})

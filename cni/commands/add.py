@@ -30,7 +30,7 @@ def run(inv: Invocation, conf: NetConf) -> dict[str, Any]:
             undo.append(lambda: _release(state, owner))
             records.write(Record(owner, inv.netns, plan.pod_address(ip), plan.host_veth,
                                  plan.bridge, plan.masq_chain))
-        host = link.IPRoute()
+        host = link.Netlink()
         pod = link.pod_socket(pod_fd, inv.netns)
         bridge = link.ensure_bridge(host, plan.bridge, plan.mtu, plan.gateway, plan.networks)
         link.enable_forwarding()

@@ -61,7 +61,7 @@ def run(inv: Invocation, conf: NetConf) -> None:
 
 
 def _check_host(host_veth: str, bridge_name: str, pod_index: int) -> None:
-    host = link.IPRoute()
+    host = link.Netlink()
     bridge = link.find(host, bridge_name)
     if bridge is None or bridge.kind != "bridge":
         raise _fail(f"bridge {bridge_name} not found")

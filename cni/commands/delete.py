@@ -19,10 +19,10 @@ def run(inv: Invocation, conf: NetConf) -> None:
     alias = host_veth_alias(conf.name, owner)
     if not state.exists():
         # Nothing was ever reserved here; still remove a veth a crashed ADD may have left.
-        link.delete_host_veth(link.IPRoute(), host_veth_name(conf.name, owner), alias)
+        link.delete_host_veth(link.Netlink(), host_veth_name(conf.name, owner), alias)
         return None
     record = records.read(owner)
-    link.delete_host_veth(link.IPRoute(),
+    link.delete_host_veth(link.Netlink(),
                           record.host_veth if record else host_veth_name(conf.name, owner),
                           alias)
     if record is not None:

@@ -26,7 +26,7 @@ def run(inv: Invocation, conf: NetConf) -> None:
     state = StateDir(conf.data_dir, conf.name)
     ips, records = IPStore(state), RecordStore(state)
     errors: list[str] = []
-    host = link.IPRoute()
+    host = link.Netlink()
     for view in link.all_links(host):
         if is_network_alias(view.alias, conf.name) and view.alias not in valid_aliases:
             _attempt(errors, partial(link.delete, host, view.name))

@@ -1,33 +1,31 @@
-"""Netlink through pyroute2: the bridge, the veth pair, addresses and routes.
+"""rtnetlink for the plugin: the bridge, the veth pair, addresses and routes.
 
-The functions take an rtnetlink socket (`IPRoute`) in the node's namespace or, from
+The functions take a netlink socket (`Netlink`) in the node's namespace or, from
 `pod_socket`, in the pod's. Every kernel failure becomes a CNIError naming the object.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any, Protocol
 
-from pyroute2.iproute.linux import IPRoute as IPRoute  # the commands' socket, re-exported
-from pyroute2.netlink.exceptions import NetlinkError
-
-from ..core import arp
+from ..core import arp, rtnl
 from ..core.errors import ALREADY_EXISTS, KERNEL_FAILURE, CNIError
 from ..core.plan import stale_bridge_addresses
 from ..core.result import Route
+from ..core.rtnl import LinkView as LinkView  # re-exported for the commands
+from .netlink import Netlink as Netlink
+from .netlink import NetlinkError, is_gone
 from .netns import inside
 
 FORWARDING = "/proc/sys/net/ipv4/ip_forward"
 BR_STATE_FORWARDING = 3
 FORWARDING_WAIT = 1.0       # seconds a new bridge port may take to forward
+NEW = rtnl.F_CREATE | rtnl.F_EXCL
 
 
 @contextmanager
@@ -35,98 +33,69 @@ def kernel(action: str) -> Iterator[None]:
     try:
         yield
     except NetlinkError as e:
-        raise CNIError(KERNEL_FAILURE, f"cannot {action}", e.args[1] if len(e.args) > 1
-                       else str(e)) from None
+        raise CNIError(KERNEL_FAILURE, f"cannot {action}", e.strerror or str(e)) from None
 
 
-def pod_socket(fd: int, path: str) -> IPRoute:
+def pod_socket(fd: int, path: str) -> Netlink:
     with inside(fd, path):
-        return IPRoute()
+        return Netlink()
 
 
-class Message(Protocol):
-    """What is read of a pyroute2 netlink message (pyroute2 has no type hints)."""
-
-    def __getitem__(self, key: str) -> Any: ...
-
-    def get_attr(self, name: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class LinkView:
-    index: int
-    name: str
-    kind: str
-    mac: str
-    master: int
-    peer_index: int
-    alias: str
-    up: bool
-
-
-def _view(msg: Message) -> LinkView:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info else ""
-    return LinkView(
-        index=msg["index"],
-        name=msg.get_attr("IFLA_IFNAME"),
-        kind=kind or "",
-        mac=msg.get_attr("IFLA_ADDRESS") or "",
-        master=msg.get_attr("IFLA_MASTER") or 0,
-        peer_index=msg.get_attr("IFLA_LINK") or 0,
-        alias=msg.get_attr("IFLA_IFALIAS") or "",
-        up=bool(msg["flags"] & 1),
-    )
-
-
-def find(ipr: IPRoute, name: str) -> LinkView | None:
+def _get(nl: Netlink, *attrs: bytes, index: int = 0) -> LinkView | None:
     try:
-        return _view(ipr.get_links(ifname=name)[0])
+        found = nl.request(rtnl.GETLINK, rtnl.ifinfo(*attrs, index=index))
     except NetlinkError as e:
-        if e.code == errno.ENODEV:
+        if is_gone(e):
             return None
         raise
-    except IndexError:
-        return None
+    return rtnl.link(found[0]) if found else None
 
 
-def all_links(ipr: IPRoute) -> list[LinkView]:
-    return [_view(m) for m in ipr.get_links()]
+def _set(nl: Netlink, index: int, *attrs: bytes, up: bool = False) -> None:
+    flag = rtnl.IFF_UP if up else 0
+    nl.request(rtnl.NEWLINK, rtnl.ifinfo(*attrs, index=index, flags=flag, change=flag))
 
 
-def ensure_bridge(ipr: IPRoute, name: str, mtu: int, gateway: IPv4Interface,
+def find(nl: Netlink, name: str) -> LinkView | None:
+    return _get(nl, rtnl.string(rtnl.IFLA_IFNAME, name))
+
+
+def all_links(nl: Netlink) -> list[LinkView]:
+    return [rtnl.link(m) for m in nl.request(rtnl.GETLINK, rtnl.ifinfo(), rtnl.F_DUMP)]
+
+
+def ensure_bridge(nl: Netlink, name: str, mtu: int, gateway: IPv4Interface,
                   networks: tuple[IPv4Network, ...]) -> LinkView:
     """The bridge up with the gateway address; created with `mtu` when absent. Refused
     (ALREADY_EXISTS) while it holds an address of an earlier node subnet."""
     created = True
     with kernel(f"create bridge {name}"):
         try:
-            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            nl.request(rtnl.NEWLINK, rtnl.bridge(name, mtu), NEW)
         except NetlinkError as e:
-            if e.code != errno.EEXIST:
+            if e.errno != errno.EEXIST:
                 raise
             created = False
-    bridge = find(ipr, name)
+    bridge = find(nl, name)
     if bridge is None or bridge.kind != "bridge":
         raise CNIError(ALREADY_EXISTS, f"{name!r} already exists but is not a bridge")
     if created:
         # Pin the MAC: otherwise the bridge takes the lowest MAC of its ports.
         with kernel(f"set the MAC of bridge {name}"):
-            ipr.link("set", index=bridge.index, address=bridge.mac)
-    stale = stale_bridge_addresses(addresses(ipr, bridge.index), gateway, networks)
+            _set(nl, bridge.index, rtnl.mac(rtnl.IFLA_ADDRESS, bridge.mac))
+    stale = stale_bridge_addresses(addresses(nl, bridge.index), gateway, networks)
     if stale:
         raise CNIError(ALREADY_EXISTS, f"bridge {name} already has an address different "
                        f"from {gateway}", f"found {', '.join(map(str, stale))}; "
                        "the node subnet changed: delete the bridge or its old address")
     with kernel(f"add {gateway} to bridge {name}"):
         try:
-            ipr.addr("add", index=bridge.index, address=str(gateway.ip),
-                     prefixlen=gateway.network.prefixlen)
+            nl.request(rtnl.NEWADDR, rtnl.ifaddr(bridge.index, gateway), NEW)
         except NetlinkError as e:
-            if e.code != errno.EEXIST:
+            if e.errno != errno.EEXIST:
                 raise
         if not bridge.up:
-            ipr.link("set", index=bridge.index, state="up")
+            _set(nl, bridge.index, up=True)
     return bridge
 
 
@@ -137,22 +106,20 @@ def enable_forwarding() -> None:
             f.write("1")
 
 
-def addresses(ipr: IPRoute, index: int) -> list[IPv4Interface]:
-    return [IPv4Interface(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}")
-            for m in ipr.get_addr(family=2, index=index)]
+def addresses(nl: Netlink, index: int) -> list[IPv4Interface]:
+    found = (rtnl.address(m) for m in
+             nl.request(rtnl.GETADDR, rtnl.addr_dump(index), rtnl.F_DUMP))
+    return [a[1] for a in found if a is not None and a[0] == index]
 
 
-def routes(ipr: IPRoute, index: int) -> list[Route]:
-    out = []
-    for m in ipr.get_routes(family=2, oif=index, table=254):
-        dst = m.get_attr("RTA_DST")
-        gw = m.get_attr("RTA_GATEWAY")
-        out.append(Route(IPv4Network(f"{dst or '0.0.0.0'}/{m['dst_len']}"),
-                         IPv4Interface(gw).ip if gw else None))
-    return out
+def routes(nl: Netlink, index: int) -> list[Route]:
+    found = (rtnl.route_view(m) for m in
+             nl.request(rtnl.GETROUTE, rtnl.route_dump(), rtnl.F_DUMP))
+    return [Route(r.dst, r.gateway) for r in found
+            if r is not None and r.oif == index and r.table == rtnl.RT_TABLE_MAIN]
 
 
-def add_veth(host: IPRoute, pod: IPRoute, pod_fd: int, *, host_name: str, pod_name: str,
+def add_veth(host: Netlink, pod: Netlink, pod_fd: int, *, host_name: str, pod_name: str,
              mtu: int, pod_mac: str | None) -> tuple[LinkView, LinkView]:
     """The veth pair, its pod end made directly in the pod's namespace (with `pod_mac`
     when one is given)."""
@@ -161,17 +128,14 @@ def add_veth(host: IPRoute, pod: IPRoute, pod_fd: int, *, host_name: str, pod_na
     if find(host, host_name) is not None:
         raise CNIError(ALREADY_EXISTS, f"host veth {host_name} already exists",
                        "the attachment was added before; DEL it first")
-    peer: dict[str, object] = {"ifname": pod_name, "net_ns_fd": pod_fd, "mtu": mtu}
-    if pod_mac:
-        peer["address"] = pod_mac
     with kernel(f"create veth {host_name} with peer {pod_name} in the pod"):
-        host.link("add", ifname=host_name, kind="veth", mtu=mtu, peer=peer)
+        host.request(rtnl.NEWLINK, rtnl.veth(host_name, mtu, pod_name, pod_fd, pod_mac), NEW)
     host_link, pod_link = find(host, host_name), find(pod, pod_name)
     assert host_link is not None and pod_link is not None
     return host_link, pod_link
 
 
-def announce(host: IPRoute, host_end: LinkView, pod_fd: int, pod_end: LinkView,
+def announce(host: Netlink, host_end: LinkView, pod_fd: int, pod_end: LinkView,
              ip: IPv4Address) -> None:
     """Broadcast a gratuitous ARP from the pod's interface, so that the other pods holding
     a recycled IP's old MAC take the new one. Sent once the host end forwards: the kernel's
@@ -189,71 +153,69 @@ def announce(host: IPRoute, host_end: LinkView, pod_fd: int, pod_end: LinkView,
         pass
 
 
-def _wait_forwarding(ipr: IPRoute, index: int) -> None:
+def _wait_forwarding(nl: Netlink, index: int) -> None:
     """Wait (at most FORWARDING_WAIT s) until the bridge port `index` forwards."""
     deadline, pause = time.monotonic() + FORWARDING_WAIT, 0.001
     while True:
         with kernel("read the state of the pod's bridge port"):
-            info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
-        port = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
-        if port is not None and port.get_attr("IFLA_BRPORT_STATE") == BR_STATE_FORWARDING \
+            port = _get(nl, index=index)
+        if port is not None and port.port_state == BR_STATE_FORWARDING \
                 or time.monotonic() >= deadline:
             return
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 
 
-def forget_neighbour(ipr: IPRoute, bridge: LinkView, ip: IPv4Address) -> None:
+def forget_neighbour(nl: Netlink, bridge: LinkView, ip: IPv4Address) -> None:
     """Drop the node's neighbour entry for `ip` on the bridge: after a recycled IP it still
     holds the old pod's MAC, and the node would send to it until the entry times out."""
     try:
-        ipr.neigh("del", dst=str(ip), ifindex=bridge.index)
+        nl.request(rtnl.DELNEIGH, rtnl.neighbour(bridge.index, ip))
     except NetlinkError as e:
-        if e.code not in (errno.ENOENT, errno.ESRCH, errno.EINVAL):
+        if e.errno not in (errno.ENOENT, errno.ESRCH, errno.EINVAL):
             raise CNIError(KERNEL_FAILURE, f"cannot remove the neighbour entry of {ip} on "
-                           f"{bridge.name}", os.strerror(e.code)) from None
+                           f"{bridge.name}", e.strerror or "") from None
 
 
-def attach_host_end(ipr: IPRoute, link: LinkView, bridge: LinkView, *, hairpin: bool,
+def attach_host_end(nl: Netlink, link: LinkView, bridge: LinkView, *, hairpin: bool,
                     alias: str) -> None:
     with kernel(f"attach {link.name} to bridge {bridge.name}"):
-        ipr.link("set", index=link.index, master=bridge.index, ifalias=alias, state="up")
+        _set(nl, link.index, rtnl.u32(rtnl.IFLA_MASTER, bridge.index),
+             rtnl.string(rtnl.IFLA_IFALIAS, alias), up=True)
         if hairpin:
-            ipr.brport("set", index=link.index, mode=1)
+            nl.request(rtnl.SETLINK, rtnl.hairpin(link.index))
 
 
-def configure_pod(ipr: IPRoute, link: LinkView, address: IPv4Interface,
+def configure_pod(nl: Netlink, link: LinkView, address: IPv4Interface,
                   routes_: tuple[Route, ...]) -> None:
     with kernel(f"configure {link.name} in the pod"):
-        lo = find(ipr, "lo")
+        lo = find(nl, "lo")
         if lo is not None and not lo.up:
-            ipr.link("set", index=lo.index, state="up")
-        ipr.addr("add", index=link.index, address=str(address.ip),
-                 prefixlen=address.network.prefixlen)
-        ipr.link("set", index=link.index, state="up")
+            _set(nl, lo.index, up=True)
+        nl.request(rtnl.NEWADDR, rtnl.ifaddr(link.index, address), NEW)
+        _set(nl, link.index, up=True)
     for route in routes_:
         with kernel(f"add route {route.dst} via {route.gw} dev {link.name} in the pod"):
-            ipr.route("add", dst=str(route.dst), gateway=str(route.gw) if route.gw else None,
-                      oif=link.index)
+            nl.request(rtnl.NEWROUTE, rtnl.route(route.dst, route.gw, link.index), NEW)
 
 
-def delete(ipr: IPRoute, name: str) -> bool:
+def delete(nl: Netlink, name: str) -> bool:
     """Delete link `name`; False when it was already gone."""
     with kernel(f"delete {name}"):
         try:
-            ipr.link("del", ifname=name)
+            nl.request(rtnl.DELLINK, rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, name)))
         except NetlinkError as e:
-            if e.code in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+            if is_gone(e) or e.errno == errno.EINVAL:
                 return False
             raise
     return True
 
 
-def delete_host_veth(ipr: IPRoute, name: str, alias: str) -> bool:
+def delete_host_veth(nl: Netlink, name: str, alias: str) -> bool:
     """Delete the host veth `name` of the attachment whose alias is `alias`: also when it has
     no alias yet (ADD was killed between creating and attaching it), never when it is
     another attachment's. Deleting it deletes its pod end too, wherever that is."""
-    found = find(ipr, name)
+    found = find(nl, name)
     if found is None or found.kind != "veth" or found.alias not in ("", alias):
         return False
-    return delete(ipr, name)
+    return delete(nl, name)

@@ -16,6 +16,24 @@ from .files import kind_of
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703     # ioctl on an nsfs file: its CLONE_NEW* type
 _libc = ctypes.CDLL(None, use_errno=True)
+NETNS_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+# Paths a relaying client opened already (`serve`): path -> its fd, or -errno of the open.
+_handed: dict[str, int] = {}
+
+
+def hand_over(path: str, fd_or_errno: int) -> None:
+    """In flanneld's worker: `open_netns(path)` takes what the client's open of `path`
+    gave (an fd, or -errno), so the checks below see what the client saw."""
+    _handed[path] = fd_or_errno
+
+
+def _open(path: str) -> int:
+    given = _handed.get(path)
+    if given is None:
+        return os.open(path, NETNS_FLAGS)
+    if given < 0:
+        raise OSError(-given, os.strerror(-given), path)
+    return os.dup(given)
 
 
 def _setns(fd: int, what: str) -> None:
@@ -30,7 +48,7 @@ def open_netns(path: str) -> int:
     """An fd on the namespace at `path`; code 3 when it is gone, 8 when it is ours."""
     try:
         # Without blocking: a FIFO given as the path must not hang the call.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = _open(path)
     except FileNotFoundError:
         raise CNIError(UNKNOWN_CONTAINER, f"netns {path} does not exist") from None
     except OSError as e:
@@ -57,6 +75,13 @@ def _namespace_kind(fd: int, mode: int) -> str:
         return "a namespace of another type"
     except OSError:
         return "a file that is not a namespace"
+
+
+def enter(fd: int) -> None:
+    """Move this (single-threaded) process into the network namespace `fd` for good."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 @contextmanager

@@ -72,6 +72,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., tuple[Running, FakeBackend]]
         backend = FakeBackend()
         opts = parse(["--iface=lo", f"--public-ip={ME}", "--iptables-forward-rules=false",
                       "--subnet-lease-ttl=60", f"--subnet-file={tmp_path}/subnet.env",
+                      "--cni-socket=",
                       *flags], {})
         daemon = Daemon(opts, registry, config_file=config_file,
                         make_backend=lambda *args, **kw: backend)

@@ -1,0 +1,267 @@
+"""`pyflannel --serve PATH`: flanneld's CNI worker, the warm path's other end.
+
+flanneld starts this as its child. It loads everything a call needs once (the commands,
+netlink, the state store), listens on the unix socket PATH (mode 0600: root only) and
+forks one worker per connection, so a call costs a fork instead of a plugin's start-up.
+The worker enters the client's network namespace (setns: CAP_SYS_ADMIN, which acting in
+a pod's namespace needs anyway) and runs the plugin's own call (`call.execute`) with the
+client's environment, stdin and CNI_NETNS descriptor: the same checks, the same
+deadline (SIGALRM), the same errors.
+
+It refuses a peer that is not root, reads the request within READ_TIMEOUT and within
+the plugin's limits, and declines ("do it yourself") a call whose subnet file or data
+directory it does not see as the client does (flanneld in a container without those
+host paths mounted). Each call is its own process: a client that stalls or sends
+garbage holds up only its own worker. At most MAX_WORKERS run at once; past that a
+client is told to do the call itself.
+
+A worker lives as long as its client: when the client's end closes before the call is
+done (the runtime killed the plugin), the worker exits at once, leaving what a killed
+plugin leaves, for the runtime's DEL. The server exits when its parent (flanneld) is
+gone, on SIGTERM, or SIGINT; workers that are running then finish their calls.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import importlib
+import io
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import sys
+import time
+from types import FrameType
+
+from . import call
+from .core import relay
+from .core.netconf import NetConf
+from .io import netns
+
+MAX_WORKERS = 64
+READ_TIMEOUT = 10.0         # seconds a client has to send its whole request
+REQUEST_LIMIT = relay.HEADER + relay.ENV_LIMIT + call.CONFIG_LIMIT + 1
+_CREDENTIALS = struct.Struct("=iII")     # struct ucred: pid, uid, gid
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(f"pyflannel --serve: {text}\n")
+    sys.stderr.flush()
+
+
+def _same_file(root_fd: int, path: str) -> bool:
+    """Whether `path` is the same file here and under the client's root: compared at the
+    deepest part of it that exists here (what is below it is then the same too)."""
+    here = os.path.abspath(path)
+    while True:
+        try:
+            mine = os.stat(here)
+            break
+        except FileNotFoundError:
+            parent = os.path.dirname(here)
+            if parent == here:
+                return False
+            here = parent
+        except OSError:
+            return False
+    try:
+        theirs = os.stat(f"/proc/self/fd/{root_fd}{here}")
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """The request's bytes and the descriptors it carried."""
+    fds: list[int] = []
+    deadline = time.monotonic() + READ_TIMEOUT
+    conn.settimeout(READ_TIMEOUT)
+    data, ancillary, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(12))
+    for level, kind, raw in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(struct.unpack(f"={len(raw) // 4}i", raw[:len(raw) // 4 * 4]))
+    if flags & socket.MSG_CTRUNC:
+        raise relay.BadRequest("more descriptors than a request carries")
+    chunks, size = [data], len(data)
+    while data:
+        conn.settimeout(max(0.0, deadline - time.monotonic()) or 0.001)
+        data = conn.recv(1 << 16)
+        chunks.append(data)
+        size += len(data)
+        if size > REQUEST_LIMIT:
+            raise relay.BadRequest(f"a request of more than {REQUEST_LIMIT} bytes")
+    return b"".join(chunks), fds
+
+
+def _tie_to_client(conn: socket.socket) -> None:
+    """The worker dies with its client, as the plugin's own process would: a runtime that
+    kills the plugin (its timeout) and then calls DEL must not find the call still going.
+    The kernel signals (SIGIO) when the client's end closes; a call that already answered
+    has nothing left to do either."""
+    def gone(signum: int, frame: FrameType | None) -> None:
+        if _closed(conn):
+            os._exit(1)
+    signal.signal(signal.SIGIO, gone)
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETFL,
+                fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
+    if _closed(conn):            # it went before the signal was armed
+        os._exit(1)
+
+
+def _closed(conn: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLHUP | select.POLLERR)
+    return any(event & (select.POLLHUP | select.POLLERR) for _, event in poller.poll(0))
+
+
+def _work(conn: socket.socket) -> None:
+    """One call, in a forked worker."""
+    pid, uid, _ = _CREDENTIALS.unpack(
+        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size))
+    if uid != 0:
+        _log(f"refused a call from pid {pid}, uid {uid}: only root may call")
+        return
+    try:
+        data, fds = _receive(conn)
+        env_bytes, netns_errno, stdin = relay.decode(data)
+    except (OSError, relay.BadRequest) as e:
+        _log(f"dropped a request from pid {pid}: {e}")
+        return
+    _tie_to_client(conn)
+    if len(fds) < 2:
+        _log(f"dropped a request from pid {pid}: no root directory and netns with it")
+        return
+    root = fds[0]
+    try:
+        netns.enter(fds[1])      # the node's namespace, as the client's
+    except OSError as e:
+        _log(f"cannot enter the namespace of pid {pid}: {e.strerror}; it does the call")
+        conn.sendall(relay.YOURSELF)
+        return
+    env = {k: os.fsdecode(v) for k, v in env_bytes.items()}
+    path = env.get("CNI_NETNS", "")
+    if env.get("CNI_COMMAND") in relay.OPENS_NETNS and path:
+        netns.hand_over(path, fds[2] if len(fds) > 2 else -(netns_errno or errno.EBADF))
+
+    def here(conf: NetConf) -> bool:
+        return _same_file(root, conf.subnet_file) and _same_file(root, conf.data_dir)
+
+    def emit(code: int, text: str) -> None:
+        conn.settimeout(READ_TIMEOUT)
+        conn.sendall(relay.answer(code, text))
+
+    try:
+        call.execute(env, io.BytesIO(stdin), emit, here)
+    except call.Declined:
+        conn.sendall(relay.YOURSELF)
+
+
+class Server:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.parent = os.getppid()
+        self.workers: set[int] = set()
+        self.stopping = False
+        self.sock = self._listen()
+
+    def _listen(self) -> socket.socket:
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)     # a socket an earlier server left
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        mask = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(mask)
+        os.chmod(self.path, 0o600)
+        sock.listen(128)
+        sock.settimeout(1.0)        # to notice a gone parent and reap workers
+        self.inode = os.stat(self.path).st_ino
+        return sock
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _reap(self) -> None:
+        for pid in list(self.workers):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.workers.discard(pid)
+
+    def serve(self) -> None:
+        while not self.stopping and os.getppid() == self.parent:
+            self._reap()
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            with conn:
+                if len(self.workers) >= MAX_WORKERS:
+                    try:
+                        conn.sendall(relay.YOURSELF)
+                    except OSError:
+                        pass
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    self._be_worker(conn)
+                self.workers.add(pid)
+
+    def _be_worker(self, conn: socket.socket) -> None:
+        code = 0
+        try:
+            self.sock.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            _work(conn)
+        except BaseException as e:  # noqa: BLE001 - a worker reports and exits, always
+            _log(f"a worker failed: {type(e).__name__}: {e}")
+            code = 1
+        finally:
+            os._exit(code)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def _preload() -> None:
+    """Import what every call needs, so that workers start with it loaded."""
+    for name in call.MODULES.values():
+        importlib.import_module(f"cni.commands.{name}")
+
+
+def main(args: list[str]) -> int:
+    if len(args) != 1 or not args[0].startswith("/"):
+        sys.stderr.write("usage: pyflannel --serve /absolute/path/of/the/socket\n")
+        return 2
+    _preload()
+    try:
+        server = Server(args[0])
+    except OSError as e:
+        _log(f"cannot listen on {args[0]}: {e.strerror or e}")
+        return 1
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, server.stop)
+    _log(f"serving CNI calls on {args[0]} (pid {os.getpid()})")
+    try:
+        server.serve()
+    finally:
+        server.close()
+    _log("stopped")
+    return 0

@@ -1,0 +1,94 @@
+"""The warm path under kills: a relayed ADD killed at any moment (the worker dies with its
+client), and the worker server killed (alone, as when flanneld dies, or with its running
+workers, as when flanneld's container is killed) in the middle of concurrent ADDs. Every
+call answers (success or CNI error JSON), DEL then leaves nothing, and the runtime's
+retry succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from lab.plugin import cni_path, invoke, plugin_binary
+
+from .attachments import add, assert_nothing_left, delete
+from .conftest import serving
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cni_executable")]
+EXECUTABLES = ("venv",)      # the server is started here, by each test
+PODS = 8
+
+
+def relayed_env(socket: str, cid: str, pod_path: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": pod_path,
+                "CNI_IFNAME": "eth0", "CNI_PATH": cni_path(), "PYFLANNEL_SOCKET": socket})
+    return env
+
+
+def test_a_relayed_add_killed_anywhere_leaves_nothing_after_del(node, namespaces, tmp_path):
+    pod = namespaces.make("pfpod")
+    pod_path = namespaces.path(pod)
+    with serving(plugin_binary(), tmp_path) as socket:
+        env = {"PYFLANNEL_SOCKET": str(socket)}
+        started = time.monotonic()
+        assert add(node, pod_path, "timing", env=env).code == 0
+        add_seconds = time.monotonic() - started
+        assert delete(node, pod_path, "timing").code == 0
+        rng = random.Random(13)
+        for i in range(12):
+            proc = subprocess.Popen(["ip", "netns", "exec", node.netns, plugin_binary()],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL,
+                                    env=relayed_env(str(socket), f"killed{i}", pod_path))
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(node.conf()).encode())
+            proc.stdin.close()
+            time.sleep(rng.uniform(0, add_seconds))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            time.sleep(0.05)     # the runtime's DEL comes after the kill, in a new process
+            assert delete(node, pod_path, f"killed{i}").code == 0
+            assert_nothing_left(node, (pod,))
+
+
+@pytest.mark.parametrize("what", ["server", "server and workers"])
+def test_killing_the_worker_server_mid_adds_leaves_nothing_and_retries_succeed(
+        node, namespaces, tmp_path, what):
+    pods = [namespaces.make("pfpod") for _ in range(PODS)]
+    server = serving(plugin_binary(), tmp_path, new_session=True)
+    socket = str(server.__enter__())
+    env = {"PYFLANNEL_SOCKET": socket}
+    try:
+        with ThreadPoolExecutor(PODS) as pool:
+            calls = [pool.submit(add, node, namespaces.path(p), f"pod{i}", env=env)
+                     for i, p in enumerate(pods)]
+            time.sleep(0.05)
+            if what == "server":
+                server.proc.send_signal(signal.SIGKILL)
+            else:
+                os.killpg(server.proc.pid, signal.SIGKILL)
+            outcomes = [c.result(timeout=120) for c in calls]
+    finally:
+        server.kill()
+    for out in outcomes:      # each answered: a result, or a CNI error in JSON
+        assert out.code == 0 or "code" in json.loads(out.stdout), out.stdout + out.stderr
+    if what == "server":      # running workers finish their calls
+        assert [o.code for o in outcomes] == [0] * PODS, [o.stdout for o in outcomes]
+    for i, p in enumerate(pods):     # the runtime's DEL, then its retry (now cold)
+        assert delete(node, namespaces.path(p), f"pod{i}").code == 0
+    assert_nothing_left(node, tuple(pods))
+    for i, p in enumerate(pods):
+        retry = add(node, namespaces.path(p), f"pod{i}", env=env)
+        assert retry.code == 0, retry.stdout
+    for i, p in enumerate(pods):
+        assert delete(node, namespaces.path(p), f"pod{i}").code == 0
+    assert_nothing_left(node, tuple(pods))
+    assert invoke("VERSION", "{}", node=None).code == 0
