@@ -149,11 +149,13 @@ def _text(b: bytes | str | None) -> str:
 
 # --- the benchmark ----------------------------------------------------------------------
 
-def variants(plugins: list[tuple[str, str]], warm: bool) -> list[tuple[str, str, bool]]:
+def variants(plugins: list[tuple[str, str]], warm: bool,
+             cold: list[tuple[str, str]]) -> list[tuple[str, str, bool]]:
     """(label, path, warm) per timed pyflannel: each executable cold and, with `warm`,
-    relaying to its own `--serve` worker too (label-warm)."""
+    relaying to its own `--serve` worker too (label-warm); then the `cold` ones (an
+    earlier build without a warm path)."""
     return [(label + ("-warm" if w else ""), path, w) for label, path in plugins
-            for w in ((False, True) if warm else (False,))]
+            for w in ((False, True) if warm else (False,))] + [(c, p, False) for c, p in cold]
 
 
 class Workers:
@@ -344,6 +346,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "report (default: its file name); default: the one beside this "
                         "python, e.g. --plugin built=build/dist/pyflannel/pyflannel "
                         "--plugin venv=.venv/bin/pyflannel")
+    p.add_argument("--cold", action="append", type=_labelled, default=[],
+                   metavar="[LABEL=]PATH", help="a pyflannel executable timed cold only "
+                   "(one without `--serve`, e.g. an earlier commit's), repeatable")
     p.add_argument("--cni-bin", default=_default_cni_bin(),
                    help="directory of the reference plugins bridge and host-local "
                         f"(default: the first of {', '.join(CNI_BIN_CANDIDATES)} that has them)")
@@ -356,7 +361,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--rounds must be in 1..{MAX_ROUNDS}")
     args.plugin = args.plugin or [_labelled(os.path.join(os.path.dirname(sys.executable),
                                                          "pyflannel"))]
-    labels = [label for label, _ in args.plugin]
+    labels = [label for label, _ in args.plugin + args.cold]
     if len(set(labels)) != len(labels) or "bridge" in labels:
         p.error("--plugin labels must be distinct and not 'bridge'")
     return args
@@ -371,7 +376,7 @@ def _labelled(text: str) -> tuple[str, str]:
 def preflight(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         raise BenchError("needs root (creates network namespaces)")
-    needed = [path for _, path in args.plugin] + [os.path.join(args.cni_bin, "bridge"),
+    needed = [path for _, path in args.plugin + args.cold] + [os.path.join(args.cni_bin, "bridge"),
                                                   os.path.join(args.cni_bin, "host-local")]
     for path in needed:
         if not os.access(path, os.X_OK):
@@ -396,7 +401,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         node = spaces.make("pfbench")
         spaces.enter(node)
-        plugins = variants(args.plugin, args.warm)
+        plugins = variants(args.plugin, args.warm, args.cold)
         workers = Workers(tmp, plugins)
         groups = make_cases(tmp, tag, plugins, workers, args.cni_bin, args.masq)
         one_round(0, groups, spaces, invoke, record=False)  # warm-up: bridges, caches

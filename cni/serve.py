@@ -154,6 +154,8 @@ def _work(conn: socket.socket) -> None:
     def emit(code: int, text: str) -> None:
         conn.settimeout(READ_TIMEOUT)
         conn.sendall(relay.answer(code, text))
+        conn.shutdown(socket.SHUT_WR)      # the client has its answer: it need not wait
+        # for this process's exit (which closes what the call left open)
 
     try:
         call.execute(env, io.BytesIO(stdin), emit, here)

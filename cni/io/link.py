@@ -146,11 +146,17 @@ def announce(host: Netlink, host_end: LinkView, pod_fd: int, pod_end: LinkView,
     try:
         with inside(pod_fd, "the pod's netns"):
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)   # 0: send only
-        with sock:
-            sock.bind((pod_end.name, 0))
-            sock.send(arp.announcement(pod_end.mac, ip))
+        _kept.append(sock)
+        sock.bind((pod_end.name, 0))
+        sock.send(arp.announcement(pod_end.mac, ip))
     except OSError:
         pass
+
+
+# Closing a packet socket waits for an RCU grace period (about 10 ms measured): the
+# announcement's socket is left for the process's exit to close, after the answer went
+# out (the warm path's worker exits after its reply; see bench/README.md).
+_kept: list[socket.socket] = []
 
 
 def _wait_forwarding(nl: Netlink, index: int) -> None:
