@@ -181,8 +181,10 @@ def test_the_probes_ask_flanneld_s_health_endpoint() -> None:
 
 def test_the_daemon_is_not_privileged_but_has_what_it_needs() -> None:
     c = main_container()
-    assert c["securityContext"] == {"privileged": False,
-                                    "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}
+    assert c["securityContext"] == {"privileged": False, "capabilities": {
+        "add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]}}     # SYS_ADMIN: the CNI warm path
+    assert mount_of(c, "/var/lib/cni/pyflannel")[1]["hostPath"]["path"] == \
+        "/var/lib/cni/pyflannel"
     assert c["resources"]["requests"] == {"cpu": "100m", "memory": "64Mi"}
     tun = mount_of(c, "/dev/net/tun")[1]["hostPath"]
     assert tun == {"path": "/dev/net/tun", "type": "CharDevice"}
