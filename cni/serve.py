@@ -11,7 +11,8 @@ deadline (SIGALRM), the same errors.
 It refuses a peer that is not root, reads the request within READ_TIMEOUT and within
 the plugin's limits, and declines ("do it yourself") a call whose subnet file or data
 directory it does not see as the client does (flanneld in a container without those
-host paths mounted). Each call is its own process: a client that stalls or sends
+host paths mounted), or whose `ip_forward` step it could not do (off, and /proc/sys
+read-only in flanneld's container). Each call is its own process: a client that stalls or sends
 garbage holds up only its own worker. At most MAX_WORKERS run at once; past that a
 client is told to do the call itself.
 
@@ -40,7 +41,7 @@ from types import FrameType
 from . import call
 from .core import relay
 from .core.netconf import NetConf
-from .io import netns
+from .io import link, netns
 
 MAX_WORKERS = 64
 READ_TIMEOUT = 10.0         # seconds a client has to send its whole request
@@ -73,6 +74,18 @@ def _same_file(root_fd: int, path: str) -> bool:
     except OSError:
         return False
     return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def _forwarding_settable() -> bool:
+    """Whether ADD's `ip_forward` step can succeed here: it is on, or this process may turn
+    it on (a container's /proc/sys is read-only; the plugin on the host may write it)."""
+    try:
+        with open(link.FORWARDING) as f:
+            if f.read().strip() == "1":
+                return True
+    except OSError:
+        return False
+    return os.access(link.FORWARDING, os.W_OK)
 
 
 def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
@@ -149,7 +162,8 @@ def _work(conn: socket.socket) -> None:
         netns.hand_over(path, fds[2] if len(fds) > 2 else -(netns_errno or errno.EBADF))
 
     def here(conf: NetConf) -> bool:
-        return _same_file(root, conf.subnet_file) and _same_file(root, conf.data_dir)
+        return (_same_file(root, conf.subnet_file) and _same_file(root, conf.data_dir)
+                and _forwarding_settable())
 
     def emit(code: int, text: str) -> None:
         conn.settimeout(READ_TIMEOUT)
