@@ -94,3 +94,12 @@ def test_help_and_version(capsys) -> None:
         assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--etcd-endpoints" in out and "FLANNELD_" in out and "flanneld (pyflannel)" in out
+
+
+def test_the_cni_socket_is_on_by_default_off_when_empty_and_absolute() -> None:
+    assert parse([], {}).cni_socket == "/run/flannel/cni.sock"
+    assert parse(["--cni-socket="], {}).cni_socket == ""
+    assert parse([], {"FLANNELD_CNI_SOCKET": "/run/x.sock"}).cni_socket == "/run/x.sock"
+    assert parse(["--cni-plugin", "/opt/p"], {}).cni_plugin == "/opt/p"
+    with pytest.raises(ConfigError, match="--cni-socket='x.sock' is not an absolute path"):
+        parse(["--cni-socket=x.sock"], {})
