@@ -32,7 +32,8 @@ class Declined(Exception):
     """The worker may not do this call (see `execute`'s `here`); nothing was done."""
 
 
-def _text(obj: dict[str, Any]) -> str:
+def json_line(obj: dict[str, Any]) -> str:
+    """The answer as the runtime reads it: one JSON object and a newline."""
     return json.dumps(obj) + "\n"
 
 
@@ -72,7 +73,7 @@ def _arm_deadline(seconds: float, reply: list[str], emit: Emit) -> None:
                        "set PYFLANNEL_TIMEOUT for a longer bound")
 
     def give_up(signum: int, frame: FrameType | None) -> None:
-        emit(1, _text(CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after "
+        emit(1, json_line(CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after "
                                f"{seconds + GRACE:g} s", "the rollback did not finish")
                       .to_dict(reply[0])))
         os._exit(1)
@@ -111,7 +112,7 @@ def execute(env: Mapping[str, str], stdin: BinaryIO, emit: Emit,
         module = importlib.import_module(f"cni.commands.{MODULES[inv.command]}")
         out = module.run(inv, conf)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        emit(0, _text(out) if out is not None else "")
+        emit(0, json_line(out) if out is not None else "")
         return 0
     except Declined:
         raise
@@ -125,7 +126,7 @@ def execute(env: Mapping[str, str], stdin: BinaryIO, emit: Emit,
         traceback.print_exc(file=sys.stderr)
         error = CNIError(INTERNAL, f"internal error: {type(e).__name__}: {e}")
     signal.setitimer(signal.ITIMER_REAL, 0)
-    emit(1, _text(error.to_dict(reply[0])))
+    emit(1, json_line(error.to_dict(reply[0])))
     return 1
 
 

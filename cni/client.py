@@ -66,9 +66,9 @@ def _read(stdin: BinaryIO, seconds: float) -> bytes | None:
 
 def _gave_up(seconds: float) -> int:
     """The cold call's answer to a stdin that never ends (rare: loads what it needs)."""
-    from .call import _text
+    from .call import json_line
     from .core.errors import TRY_AGAIN_LATER, CNIError
-    sys.stdout.write(_text(CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after {seconds:g} s"
+    sys.stdout.write(json_line(CNIError(TRY_AGAIN_LATER, f"pyflannel gave up after {seconds:g} s"
                                     " (in read)", "set PYFLANNEL_TIMEOUT for a longer bound")
                            .to_dict(version.CURRENT)))
     sys.stdout.flush()

@@ -1,8 +1,8 @@
 """The warm path under kills: a relayed ADD killed at any moment (the worker dies with its
-client), and the worker server killed (alone, as when flanneld dies, or with its running
+client), the worker server killed (alone, as when flanneld dies, or with its running
 workers, as when flanneld's container is killed) in the middle of concurrent ADDs. Every
 call answers (success or CNI error JSON), DEL then leaves nothing, and the runtime's
-retry succeeds."""
+retry succeeds. And clients that stall or send garbage hold up no one."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import json
 import os
 import random
 import signal
+import socket as sockets
+import stat
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -92,3 +94,33 @@ def test_killing_the_worker_server_mid_adds_leaves_nothing_and_retries_succeed(
         assert delete(node, namespaces.path(p), f"pod{i}").code == 0
     assert_nothing_left(node, tuple(pods))
     assert invoke("VERSION", "{}", node=None).code == 0
+
+
+def test_stalled_and_garbage_clients_hold_up_no_one_and_the_socket_is_root_only(
+        node, namespaces, tmp_path):
+    pod = namespaces.make("pfpod")
+    with serving(plugin_binary(), tmp_path) as path:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        stalled = []
+        for _ in range(4):        # connected, never sending a byte
+            s = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+            s.connect(str(path))
+            stalled.append(s)
+        for junk in (b"", b"GET / HTTP/1.0\r\n\r\n", b"PFW1" + b"\xff" * 64):
+            with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as s:
+                s.connect(str(path))
+                s.sendall(junk)
+                s.shutdown(sockets.SHUT_WR)
+                s.settimeout(15)
+                assert s.recv(16) == b""          # dropped without an answer
+        started = time.monotonic()
+        out = add(node, namespaces.path(pod), "after-junk", env={"PYFLANNEL_SOCKET": str(path)})
+        assert out.code == 0, out.stdout
+        assert time.monotonic() - started < 5
+        assert delete(node, namespaces.path(pod), "after-junk").code == 0
+        for s in stalled:
+            s.settimeout(15)
+            assert s.recv(16) == b""              # each dropped after its read timeout
+            s.close()
+    assert "dropped a request" in (tmp_path / "serve.log").read_text()
+    assert_nothing_left(node, (pod,))

@@ -12,8 +12,8 @@
 - Shipped code (`cni`, `flanneld`) never imports the lab, the benchmarks, the build or the
   tests.
 - Every core module has a docstring (its role and its I/O rule).
-- The plugin's entry point and its core import no pyroute2 at module level (it is loaded
-  only by the commands that talk netlink; `cni.__main__` pre-registers it lightly).
+- The plugin's entry point and its core import no pyroute2 at module level (the plugin
+  talks rtnetlink itself: `cni.core.rtnl`, `cni.io.netlink`).
 """
 
 from __future__ import annotations
