@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -331,13 +332,9 @@ def _default_cni_bin() -> str:
     return CNI_BIN_CANDIDATES[0]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.cni_add_del", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=30, help="measured rounds (default 30)")
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this benchmark shares with the churn one (bench.cni_churn)."""
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--no-masq", dest="masq", action="store_false",
-                   help="skip the ipMasq=true group (iptables cost)")
     p.add_argument("--no-warm", dest="warm", action="store_false",
                    help="time each pyflannel only cold, not also relaying its calls to its "
                         "`--serve` worker (flanneld's warm path)")
@@ -356,14 +353,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds allowed for one plugin invocation (default 30)")
     p.add_argument("--budget", type=float, default=300,
                    help="seconds for all rounds; stops early and reports past it (default 300)")
-    args = p.parse_args(argv)
-    if not 1 <= args.rounds <= MAX_ROUNDS:
-        p.error(f"--rounds must be in 1..{MAX_ROUNDS}")
+
+
+def check_common_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     args.plugin = args.plugin or [_labelled(os.path.join(os.path.dirname(sys.executable),
                                                          "pyflannel"))]
     labels = [label for label, _ in args.plugin + args.cold]
     if len(set(labels)) != len(labels) or "bridge" in labels:
         p.error("--plugin labels must be distinct and not 'bridge'")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.cni_add_del", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=30, help="measured rounds (default 30)")
+    p.add_argument("--no-masq", dest="masq", action="store_false",
+                   help="skip the ipMasq=true group (iptables cost)")
+    add_common_arguments(p)
+    args = p.parse_args(argv)
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        p.error(f"--rounds must be in 1..{MAX_ROUNDS}")
+    check_common_arguments(p, args)
     return args
 
 
@@ -391,6 +401,26 @@ def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_guarded(body: Callable[[], dict[str, Any]], workers: Callable[[], Workers | None],
+                spaces: NodeNamespaces, tmp: Path) -> dict[str, Any]:
+    """`body()`, then the clean-up whatever happened: the `--serve` workers stopped (if
+    `workers()` says they were started), the namespaces and the temp dir removed."""
+    try:
+        return body()
+    finally:
+        # A second Ctrl-C must not cut the clean-up short: hold signals until it is done.
+        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            started = workers()
+            if started is not None:
+                started.close()
+            spaces.cleanup()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     preflight(args)
     tag = uuid.uuid4().hex[:8]
@@ -398,9 +428,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"pfbench-{tag}-"))
     invoke = Invoker(args.timeout)
     workers: Workers | None = None
-    try:
-        node = spaces.make("pfbench")
-        spaces.enter(node)
+
+    def body() -> dict[str, Any]:
+        nonlocal workers
+        spaces.enter(spaces.make("pfbench"))
         plugins = variants(args.plugin, args.warm, args.cold)
         workers = Workers(tmp, plugins)
         groups = make_cases(tmp, tag, plugins, workers, args.cni_bin, args.masq)
@@ -422,21 +453,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary["rounds"] = done
         summary["warmup_rounds"] = 1
         return {"summary": summary, "groups": groups}
-    finally:
-        # A second Ctrl-C must not cut the clean-up short: hold signals until it is done.
-        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
-            if workers is not None:
-                workers.close()
-            spaces.cleanup()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+    return run_guarded(body, lambda: workers, spaces, tmp)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def drive(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict[str, Any]],
+          report: Callable[[dict[str, Any]], None]) -> int:
+    """A benchmark's main: run it, then print its summary (JSON with --json, else
+    `report(result)`); a failure or an interruption is one line and an exit code."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     try:
@@ -447,13 +471,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; namespaces and temp files removed", file=sys.stderr)
         return 130
-    summary = res["summary"]
     if args.json:
-        json.dump(summary, sys.stdout, indent=2)
+        json.dump(res["summary"], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print_report(summary, res["groups"], summary["rounds"])
+        report(res)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return drive(parse_args(argv), run, lambda res: print_report(
+        res["summary"], res["groups"], res["summary"]["rounds"]))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ WORK = ROOT / "build" / "work"
 STAMP = DIST / "fingerprint"
 PROGRAMS = ("pyflannel", "flanneld")
 INPUT_FILES = ("pyproject.toml", "build/binaries.spec", "build/rthook_library_path.py",
+               "build/rthook_deferred.py",
                "build/freeze.py")
 INPUT_PACKAGES = ("cni", "flanneld")
 TIMEOUT = 300
