@@ -67,6 +67,18 @@ def _run(env: dict[str, str]) -> int:
     return _cold(env, relayed.stdin)
 
 
+def _exit_now(code: int) -> int:
+    """End the call's process without the interpreter's teardown (every module's globals
+    freed one by one: about 3 ms of a relayed call, measured, bench/README.md). The answer
+    is all that can be left in a buffer: the call's own files are closed by then."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1        # as the interpreter's exit would report it
+    os._exit(code)
+
+
 def main() -> int:
     args = sys.argv[1:]
     if any(a in ("-h", "--help") for a in args):
@@ -81,7 +93,7 @@ def main() -> int:
     if not os.environ.get("CNI_COMMAND"):
         sys.stderr.write(USAGE)
         return 0
-    return _run(dict(os.environ))
+    return _exit_now(_run(dict(os.environ)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 flanneld starts this as its child. It loads everything a call needs once (the commands,
 netlink, the state store), listens on the unix socket PATH (mode 0600: root only) and
-forks one worker per connection, so a call costs a fork instead of a plugin's start-up.
+gives each connection a worker process of its own, forked from it ahead of the call (the
+spare waits on a socket pair for the connection's descriptor), so a call costs neither a
+plugin's start-up nor a fork.
 The worker enters the client's network namespace (setns: CAP_SYS_ADMIN, which acting in
 a pod's namespace needs anyway) and runs the plugin's own call (`call.execute`) with the
 client's environment, stdin and CNI_NETNS descriptor: the same checks, the same
@@ -19,7 +21,8 @@ client is told to do the call itself.
 A worker lives as long as its client: when the client's end closes before the call is
 done (the runtime killed the plugin), the worker exits at once, leaving what a killed
 plugin leaves, for the runtime's DEL. The server exits when its parent (flanneld) is
-gone, on SIGTERM, or SIGINT; workers that are running then finish their calls.
+gone, on SIGTERM, or SIGINT; workers that are running then finish their calls, and the
+spare exits.
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ class Server:
         self.parent = os.getppid()
         self.workers: set[int] = set()
         self.stopping = False
+        self.spare: tuple[int, socket.socket] | None = None    # (pid, its socket pair end)
         self.sock = self._listen()
 
     def _listen(self) -> socket.socket:
@@ -218,29 +222,61 @@ class Server:
     def serve(self) -> None:
         while not self.stopping and os.getppid() == self.parent:
             self._reap()
+            if self.spare is None:
+                self._fork_spare()      # while this process holds no client's socket
             try:
                 conn, _ = self.sock.accept()
             except (TimeoutError, InterruptedError):
                 continue
             with conn:
-                if len(self.workers) >= MAX_WORKERS:
+                if len(self.workers) >= MAX_WORKERS or not self._hand_over(conn):
                     try:
                         conn.sendall(relay.YOURSELF)
                     except OSError:
                         pass
-                    continue
-                pid = os.fork()
-                if pid == 0:
-                    self._be_worker(conn)
-                self.workers.add(pid)
 
-    def _be_worker(self, conn: socket.socket) -> None:
+    def _fork_spare(self) -> None:
+        """Fork the worker of the next call now, so that the call does not wait for the
+        fork: it waits for its connection on a socket pair (and exits when the server
+        closes its end)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            self._be_worker(theirs)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def _hand_over(self, conn: socket.socket) -> bool:
+        """Give `conn` to the spare worker; False when no worker could take it (the spare
+        and one forked for this call both gone)."""
+        for _ in range(2):
+            if self.spare is None:
+                self._fork_spare()      # it holds `conn` too, as its own call's: no harm
+            assert self.spare is not None
+            pid, ours = self.spare
+            self.spare = None
+            self.workers.add(pid)       # reaped as any worker
+            try:
+                socket.send_fds(ours, [b"c"], [conn.fileno()])
+                return True
+            except OSError:             # it died (killed): another one
+                continue
+            finally:
+                ours.close()
+        return False
+
+    def _be_worker(self, handoff: socket.socket) -> None:
         code = 0
         try:
             self.sock.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
-            _work(conn)
+            _, fds, _, _ = socket.recv_fds(handoff, 1, 1)
+            handoff.close()
+            if fds:                  # else the server stopped before a call came
+                _work(socket.socket(fileno=fds[0]))
         except BaseException as e:  # noqa: BLE001 - a worker reports and exits, always
             _log(f"a worker failed: {type(e).__name__}: {e}")
             code = 1
@@ -248,6 +284,8 @@ class Server:
             os._exit(code)
 
     def close(self) -> None:
+        if self.spare is not None:
+            self.spare[1].close()    # it exits
         self.sock.close()
         try:
             if os.stat(self.path).st_ino == self.inode:
