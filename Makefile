@@ -1,5 +1,5 @@
 # pyflannel: `make demo` and `make test` install what they need (as root on Debian 12),
-# idempotently, then run. `make bench` runs the benchmarks (plugin start-up, data-plane throughput).
+# idempotently, then run. `make bench` runs the benchmarks (plugin calls, pod churn, throughput).
 # `make build` builds the shipped executables into build/dist/ (build/README.md).
 
 VENV        ?= .venv
@@ -43,6 +43,7 @@ build: install
 bench: install build
 	$(PY) -m bench.cni_add_del --plugin built=build/dist/pyflannel/pyflannel \
 	    --plugin venv=$(VENV)/bin/pyflannel
+	$(PY) -m bench.cni_churn --plugin built=build/dist/pyflannel/pyflannel
 	$(PY) -m bench.throughput
 
 lint: install
