@@ -6,8 +6,8 @@ The functions take a netlink socket (`Netlink`) in the node's namespace or, from
 
 from __future__ import annotations
 
+import _socket  # not `socket`: its enums cost a cold call about 2 ms to build
 import errno
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,7 +145,7 @@ def announce(host: Netlink, host_end: LinkView, pod_fd: int, pod_end: LinkView,
     _wait_forwarding(host, host_end.index)
     try:
         with inside(pod_fd, "the pod's netns"):
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)   # 0: send only
+            sock = _socket.socket(_socket.AF_PACKET, _socket.SOCK_RAW, 0)   # 0: send only
         _kept.append(sock)
         sock.bind((pod_end.name, 0))
         sock.send(arp.announcement(pod_end.mac, ip))
@@ -156,7 +156,7 @@ def announce(host: Netlink, host_end: LinkView, pod_fd: int, pod_end: LinkView,
 # Closing a packet socket waits for an RCU grace period (about 10 ms measured): the
 # announcement's socket is left for the process's exit to close, after the answer went
 # out (the warm path's worker exits after its reply; see bench/README.md).
-_kept: list[socket.socket] = []
+_kept: list[_socket.socket] = []
 
 
 def _wait_forwarding(nl: Netlink, index: int) -> None:

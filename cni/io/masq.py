@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 
@@ -30,6 +29,7 @@ def _die_with(parent: int) -> None:
 def _run(cmd: tuple[str, ...], stdin: str | None = None) -> str:
     """Run iptables. Only a run that changes rules (`iptables-restore`, fed on stdin) is
     tied to the plugin's life: that costs a fork instead of a vfork (bench/README.md)."""
+    import subprocess  # here: only a call with ipMasq pays for loading it (about 3 ms)
     tie = partial(_die_with, os.getpid()) if stdin is not None else None
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60,

@@ -32,7 +32,7 @@ NOT_SHIPPED = ("lab", "bench", "tests", "build")
 # Modules that do I/O, or reach the clock or chance (the core takes `now` and a
 # `random.Random`-like argument instead). None may appear in a core package.
 IO_MODULES = frozenset({
-    "os", "io", "socket", "subprocess", "fcntl", "ctypes", "mmap", "signal", "select",
+    "os", "io", "socket", "_socket", "subprocess", "fcntl", "ctypes", "mmap", "signal", "select",
     "selectors", "asyncio", "threading", "multiprocessing", "concurrent", "time", "datetime",
     "random", "secrets", "uuid", "pathlib", "shutil", "tempfile", "glob", "stat", "sys",
     "importlib", "pyroute2", "pyetcd", "etcd3", "grpc", "urllib", "http", "ssl",
