@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from lab.netns import Namespaces, inside
 from lab.plugin import invoke, subnet_env_text
@@ -47,6 +47,9 @@ CNI_BIN_CANDIDATES = ("/opt/cni/bin", "/usr/lib/cni")
 CNI_VERSION = "1.0.0"
 OPS = ("VERSION", "ADD", "DEL")
 MAX_ROUNDS = 500  # pod namespaces (one per case a round) are kept until the end of the run
+
+
+T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -226,7 +229,7 @@ def make_cases(tmp: Path, tag: str, plugins: list[tuple[str, str, bool]], worker
     return groups
 
 
-def rotated(cases: list[Case], n: int) -> list[Case]:
+def rotated(cases: list[T], n: int) -> list[T]:
     """The cases starting at the n-th, so each goes first in turn (against order effects)."""
     k = n % len(cases)
     return cases[k:] + cases[:k]

@@ -69,18 +69,13 @@ def cycles(invoke: Invoker, case: Case, pod: str, count: int) -> None:
 
 def one_round(n: int, churns: list[Churn], pods: list[str], invoke: Invoker, count: int,
               pool: ThreadPoolExecutor, record: bool) -> None:
-    for churn in rotated_churns(churns, n):
+    for churn in rotated(churns, n):
         start = time.perf_counter_ns()
         for future in [pool.submit(cycles, invoke, churn.case, pod, count) for pod in pods]:
             future.result()
         seconds = (time.perf_counter_ns() - start) / 1e9
         if record:
             churn.rates.append(len(pods) * count / seconds)
-
-
-def rotated_churns(churns: list[Churn], n: int) -> list[Churn]:
-    by_case = {id(c.case): c for c in churns}
-    return [by_case[id(case)] for case in rotated([c.case for c in churns], n)]
 
 
 def summarize(churns: list[Churn], concurrency: int, count: int) -> dict[str, Any]:
