@@ -2,7 +2,8 @@
 client), the worker server killed (alone, as when flanneld dies, or with its running
 workers, as when flanneld's container is killed) in the middle of concurrent ADDs. Every
 call answers (success or CNI error JSON), DEL then leaves nothing, and the runtime's
-retry succeeds. And clients that stall or send garbage hold up no one."""
+retry succeeds. A spare worker killed before its call stops nothing. And clients that
+stall or send garbage hold up no one."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -123,4 +125,28 @@ def test_stalled_and_garbage_clients_hold_up_no_one_and_the_socket_is_root_only(
             assert s.recv(16) == b""              # each dropped after its read timeout
             s.close()
     assert "dropped a request" in (tmp_path / "serve.log").read_text()
+    assert_nothing_left(node, (pod,))
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_killed_spare_worker_neither_stops_the_server_nor_fails_the_next_call(
+        node, namespaces, tmp_path):
+    pod = namespaces.make("pfpod")
+    server = serving(plugin_binary(), tmp_path)
+    with server as path:
+        env = {"PYFLANNEL_SOCKET": str(path)}
+        for round_ in range(2):
+            deadline = time.monotonic() + 10     # the last call's worker reaped (within 1 s)
+            while len(children(server.proc.pid)) != 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            spares = children(server.proc.pid)
+            assert len(spares) == 1, spares          # the one forked ahead, idle
+            os.kill(spares[0], signal.SIGKILL)
+            out = add(node, namespaces.path(pod), f"after-kill{round_}", env=env)
+            assert out.code == 0, out.stdout
+            assert delete(node, namespaces.path(pod), f"after-kill{round_}").code == 0
+        assert server.proc.poll() is None            # (its log is checked on exit)
     assert_nothing_left(node, (pod,))
