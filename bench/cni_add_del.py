@@ -404,60 +404,83 @@ def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_guarded(body: Callable[[], dict[str, Any]], workers: Callable[[], Workers | None],
-                spaces: NodeNamespaces, tmp: Path) -> dict[str, Any]:
-    """`body()`, then the clean-up whatever happened: the `--serve` workers stopped (if
-    `workers()` says they were started), the namespaces and the temp dir removed."""
+@dataclass
+class Setup:
+    """What a run of a CNI benchmark works in (this one's or bench.cni_churn's): the node
+    namespace this process entered, the run's temp dir, the timed pyflannel variants
+    with their `--serve` workers running."""
+    tag: str
+    spaces: NodeNamespaces
+    tmp: Path
+    invoke: Invoker
+    plugins: list[tuple[str, str, bool]]
+    workers: Workers
+
+
+def run_in_setup(args: argparse.Namespace, prefix: str,
+                 measure: Callable[[Setup], dict[str, Any]]) -> dict[str, Any]:
+    """`measure` in a fresh Setup, then the clean-up whatever happened: the workers
+    stopped, the namespaces and the temp dir removed."""
+    preflight(args)
+    tag = uuid.uuid4().hex[:8]
+    spaces = NodeNamespaces()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-{tag}-"))
+    workers: Workers | None = None
     try:
-        return body()
+        spaces.enter(spaces.make(prefix))
+        plugins = variants(args.plugin, args.warm, args.cold)
+        workers = Workers(tmp, plugins)
+        return measure(Setup(tag, spaces, tmp, Invoker(args.timeout), plugins, workers))
     finally:
         # A second Ctrl-C must not cut the clean-up short: hold signals until it is done.
         held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
-            started = workers()
-            if started is not None:
-                started.close()
+            if workers is not None:
+                workers.close()
             spaces.cleanup()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    preflight(args)
-    tag = uuid.uuid4().hex[:8]
-    spaces = NodeNamespaces()
-    tmp = Path(tempfile.mkdtemp(prefix=f"pfbench-{tag}-"))
-    invoke = Invoker(args.timeout)
-    workers: Workers | None = None
+def measured_rounds(rounds: int, budget: float, one: Callable[[int], None]) -> int:
+    """`one(n)` for rounds 1..`rounds`, stopping once `budget` seconds are spent; how many
+    ran (BenchError: none)."""
+    deadline = time.monotonic() + budget
+    done = 0
+    for n in range(1, rounds + 1):
+        if time.monotonic() > deadline:
+            print(f"time budget of {budget:g} s spent: stopping after {done} rounds",
+                  file=sys.stderr)
+            break
+        one(n)
+        done += 1
+    if done == 0:
+        raise BenchError("no round finished within the time budget")
+    return done
 
-    def body() -> dict[str, Any]:
-        nonlocal workers
-        spaces.enter(spaces.make("pfbench"))
-        plugins = variants(args.plugin, args.warm, args.cold)
-        workers = Workers(tmp, plugins)
-        groups = make_cases(tmp, tag, plugins, workers, args.cni_bin, args.masq)
-        one_round(0, groups, spaces, invoke, record=False)  # warm-up: bridges, caches
-        deadline = time.monotonic() + args.budget
-        done = 0
-        for n in range(1, args.rounds + 1):
-            if time.monotonic() > deadline:
-                print(f"time budget of {args.budget:g} s spent: stopping after {done} rounds",
-                      file=sys.stderr)
-                break
-            one_round(n, groups, spaces, invoke, record=True)
-            done += 1
-        cases = [c for group in groups for c in group]
-        left = leftover_reservations(cases)
-        if left:
-            raise BenchError("DEL left IP reservations behind:\n  " + "\n  ".join(left))
-        summary = summarize(groups, invoke.floor_samples)
+
+def check_reservations(cases: list[Case]) -> None:
+    left = leftover_reservations(cases)
+    if left:
+        raise BenchError("DEL left IP reservations behind:\n  " + "\n  ".join(left))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    def measure(setup: Setup) -> dict[str, Any]:
+        groups = make_cases(setup.tmp, setup.tag, setup.plugins, setup.workers, args.cni_bin,
+                            args.masq)
+        one_round(0, groups, setup.spaces, setup.invoke, record=False)  # warm-up
+        done = measured_rounds(args.rounds, args.budget, lambda n: one_round(
+            n, groups, setup.spaces, setup.invoke, record=True))
+        check_reservations([c for group in groups for c in group])
+        summary = summarize(groups, setup.invoke.floor_samples)
         summary["rounds"] = done
         summary["warmup_rounds"] = 1
         return {"summary": summary, "groups": groups}
 
-    return run_guarded(body, lambda: workers, spaces, tmp)
+    return run_in_setup(args, "pfbench", measure)
 
 
 def drive(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict[str, Any]],

@@ -24,29 +24,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.cni_add_del import (
-    BenchError,
     Case,
     Invoker,
-    NodeNamespaces,
-    Workers,
+    Setup,
     add_common_arguments,
     check_common_arguments,
+    check_reservations,
     drive,
-    leftover_reservations,
     make_cases,
-    preflight,
+    measured_rounds,
     rotated,
-    run_guarded,
-    variants,
+    run_in_setup,
 )
 
 DEFAULT_CONCURRENCY, DEFAULT_CYCLES = 16, 4
@@ -137,42 +132,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    preflight(args)
-    tag = uuid.uuid4().hex[:8]
-    spaces = NodeNamespaces()
-    tmp = Path(tempfile.mkdtemp(prefix=f"pfchurn-{tag}-"))
-    invoke = Invoker(args.timeout)
-    workers: Workers | None = None
-
-    def body() -> dict[str, Any]:
-        nonlocal workers
-        spaces.enter(spaces.make("pfchurn"))
-        plugins = variants(args.plugin, args.warm, args.cold)
-        workers = Workers(tmp, plugins)
-        (cases,) = make_cases(tmp, tag, plugins, workers, args.cni_bin, masq=False)
+    def measure(setup: Setup) -> dict[str, Any]:
+        (cases,) = make_cases(setup.tmp, setup.tag, setup.plugins, setup.workers,
+                              args.cni_bin, masq=False)
         churns = [Churn(case) for case in cases]
-        pods = [spaces.path(spaces.make("pfchurn")) for _ in range(args.concurrency)]
+        pods = [setup.spaces.path(setup.spaces.make("pfchurn"))
+                for _ in range(args.concurrency)]
         with ThreadPoolExecutor(args.concurrency) as pool:
-            one_round(0, churns, pods, invoke, 1, pool, record=False)   # warm-up
-            deadline = time.monotonic() + args.budget
-            done = 0
-            for n in range(1, args.rounds + 1):
-                if time.monotonic() > deadline:
-                    print(f"time budget of {args.budget:g} s spent: stopping after {done} "
-                          "rounds", file=sys.stderr)
-                    break
-                one_round(n, churns, pods, invoke, args.cycles, pool, record=True)
-                done += 1
-        if done == 0:
-            raise BenchError("no round finished within the time budget")
-        left = leftover_reservations(cases)
-        if left:
-            raise BenchError("DEL left IP reservations behind:\n  " + "\n  ".join(left))
+            one_round(0, churns, pods, setup.invoke, 1, pool, record=False)   # warm-up
+            done = measured_rounds(args.rounds, args.budget, lambda n: one_round(
+                n, churns, pods, setup.invoke, args.cycles, pool, record=True))
+        check_reservations(cases)
         summary = summarize(churns, args.concurrency, args.cycles)
         summary["rounds"] = done
         return {"summary": summary, "churns": churns}
 
-    return run_guarded(body, lambda: workers, spaces, tmp)
+    return run_in_setup(args, "pfchurn", measure)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""bench.cni_churn's summary and turn order, from made-up rates."""
+"""bench.cni_churn's summary and turn order, from made-up rates; the CNI benchmarks' round
+loop and its time budget."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cni_add_del import Case, rotated
+from bench.cni_add_del import BenchError, Case, measured_rounds, rotated
 from bench.cni_churn import Churn, summarize
 
 
@@ -36,3 +37,12 @@ def test_each_case_goes_first_in_turn():
     firsts = [rotated(churns, n)[0].case.key for n in range(4)]
     assert firsts == ["a", "b", "c", "a"]
     assert sorted(c.case.key for c in rotated(churns, 2)) == ["a", "b", "c"]
+
+
+def test_rounds_run_in_order_until_the_budget_is_spent():
+    ran: list[int] = []
+    assert measured_rounds(3, 60, ran.append) == 3
+    assert ran == [1, 2, 3]
+    with pytest.raises(BenchError, match="no round finished"):
+        measured_rounds(3, -1, ran.append)     # spent before the first round
+    assert ran == [1, 2, 3]
