@@ -295,9 +295,11 @@ class Server:
 
 
 def _preload() -> None:
-    """Import what every call needs, so that workers start with it loaded."""
+    """Import what the calls need, so that workers start with it loaded: the commands, and
+    `subprocess`, which `cni.io.masq` loads only when a call runs iptables."""
     for name in call.MODULES.values():
         importlib.import_module(f"cni.commands.{name}")
+    importlib.import_module("subprocess")
 
 
 def main(args: list[str]) -> int:

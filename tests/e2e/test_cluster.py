@@ -20,19 +20,11 @@ import pytest
 from lab.cluster import Cluster, Node, Pod
 from lab.netns import run
 from lab.plugin import ping
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 NETWORK = "10.244.0.0/16"
-
-
-def wait_for(predicate, timeout: float = 10, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

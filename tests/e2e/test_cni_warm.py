@@ -16,18 +16,12 @@ import pytest
 
 from lab.cluster import Cluster, Node
 from lab.plugin import Outcome, invoke, links
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 PODS = 8
 NODE_LINKS = {"lo", "cni0", "flannel0", "ul-eth0"}
 KILL_AFTER = (0.01, 0.04, 0.1)     # seconds into the concurrent ADDs
-
-
-def wait_for(predicate, timeout: float = 15, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(interval)
-    return value
 
 
 def servers_of(node: Node) -> list[int]:
@@ -77,7 +71,7 @@ def test_flanneld_killed_mid_warm_adds_leaves_nothing_and_retries_succeed() -> N
 
 
 def kill_mid_adds(cluster: Cluster, node: Node, pods: list[str], delay: float) -> None:
-    assert wait_for(lambda: node.cni_socket.exists() and servers_of(node)), node.log()
+    assert wait_for(lambda: node.cni_socket.exists() and servers_of(node), 15), node.log()
     server = servers_of(node)
     assert node.proc is not None
     with ThreadPoolExecutor(PODS) as pool:
@@ -91,7 +85,7 @@ def kill_mid_adds(cluster: Cluster, node: Node, pods: list[str], delay: float) -
     for out in outcomes:         # each answered: a result, or a CNI error in JSON
         assert out.code == 0 or "code" in json.loads(out.stdout), out.stdout + out.stderr
     # The worker server notices flanneld is gone and exits; no spare is left waiting.
-    assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in server)), \
+    assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in server), 15), \
         "the CNI worker server outlived flanneld"
     assert servers_of(node) == []
     for i, (pod, out) in enumerate(zip(pods, outcomes, strict=True)):  # the runtime's DEL
@@ -101,6 +95,6 @@ def kill_mid_adds(cluster: Cluster, node: Node, pods: list[str], delay: float) -
     adds_and_dels(cluster, node, pods)           # retried with flanneld down: cold
     cluster.start_node(node)
     cluster.wait_ready(node)
-    assert wait_for(lambda: servers_of(node)), node.log()
+    assert wait_for(lambda: servers_of(node), 15), node.log()
     adds_and_dels(cluster, node, pods)           # and relayed again
     assert "failed" not in node.log().split("serving CNI calls")[-1]

@@ -17,8 +17,9 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -30,8 +31,12 @@ from flanneld.core.packet import internet_checksum
 from flanneld.core.routes import Routes
 from flanneld.io.tun import open_tun
 from lab.netns import Namespaces, inside, run
+from tests.support import waiting
 
 from .underlay import tcp_transfer
+
+# What these tests wait for happens within milliseconds.
+wait_for = partial(waiting.wait_for, timeout=3.0, interval=0.01)
 
 pytestmark = pytest.mark.integration
 
@@ -139,15 +144,6 @@ def ipv4(src: IPv4Address, dst: IPv4Address, payload: bytes, *, ttl: int = 64,
 def udp(src: IPv4Address, dst: IPv4Address, dport: int, data: bytes, **kw) -> bytearray:
     """An IPv4/UDP packet (UDP checksum 0: none, which IPv4 allows)."""
     return ipv4(src, dst, struct.pack("!HHHH", 40000, dport, 8 + len(data), 0) + data, **kw)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 def delta(backend: UdpBackend, before: dict[str, int]) -> dict[str, int]:
