@@ -4,7 +4,8 @@ flanneld starts this as its child. It loads everything a call needs once (the co
 netlink, the state store), listens on the unix socket PATH (mode 0600: root only) and
 gives each connection a worker process of its own, forked from it ahead of the call (the
 spare waits on a socket pair for the connection's descriptor), so a call costs neither a
-plugin's start-up nor a fork.
+plugin's start-up nor a fork. The spare is forked while no call runs: calls that overlap
+get a worker forked for them.
 The worker enters the client's network namespace (setns: CAP_SYS_ADMIN, which acting in
 a pod's namespace needs anyway) and runs the plugin's own call (`call.execute`) with the
 client's environment, stdin and CNI_NETNS descriptor: the same checks, the same
@@ -47,6 +48,7 @@ from .core.netconf import NetConf
 from .io import link, netns
 
 MAX_WORKERS = 64
+SPARE_POLL = 0.005          # seconds between looks for the end of the running calls
 READ_TIMEOUT = 10.0         # seconds a client has to send its whole request
 REQUEST_LIMIT = relay.HEADER + relay.ENV_LIMIT + call.CONFIG_LIMIT + 1
 _CREDENTIALS = struct.Struct("=iII")     # struct ucred: pid, uid, gid
@@ -203,7 +205,6 @@ class Server:
             os.umask(mask)
         os.chmod(self.path, 0o600)
         sock.listen(128)
-        sock.settimeout(1.0)        # to notice a gone parent and reap workers
         self.inode = os.stat(self.path).st_ino
         return sock
 
@@ -222,8 +223,12 @@ class Server:
     def serve(self) -> None:
         while not self.stopping and os.getppid() == self.parent:
             self._reap()
-            if self.spare is None:
+            if self.spare is None and not self.workers:
                 self._fork_spare()      # while this process holds no client's socket
+            # While calls run, the spare waits: forked beside a running call, it took the
+            # call's CPU on a small node (bench/README.md). Look again soon for their end;
+            # else every second, to notice a gone parent.
+            self.sock.settimeout(1.0 if self.spare is not None else SPARE_POLL)
             try:
                 conn, _ = self.sock.accept()
             except (TimeoutError, InterruptedError):
