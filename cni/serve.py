@@ -2,11 +2,13 @@
 
 flanneld starts this as its child. It loads everything a call needs once (the commands,
 netlink, the state store), listens on the unix socket PATH (mode 0600: root only) and
-gives each connection a worker process of its own, forked from it ahead of the call (the
-spare waits on a socket pair for the connection's descriptor), so a call costs neither a
-plugin's start-up nor a fork. The spare is forked while no call runs: calls that overlap
-get a worker forked for them.
-The worker enters the client's network namespace (setns: CAP_SYS_ADMIN, which acting in
+hands each connection to a worker process forked from it: a call costs neither a plugin's
+start-up nor a fork. Workers wait between calls on a socket pair with the server (for the
+connection's descriptor; they say when they are ready again): at most IDLE_WORKERS of
+them, and one once IDLE_SECONDS went by without a call. Each serves at most
+CALLS_PER_WORKER calls. One is forked ahead while none waits and no call runs; a call that
+finds none waiting gets one forked for it.
+A worker enters the client's network namespace (setns: CAP_SYS_ADMIN, which acting in
 a pod's namespace needs anyway) and runs the plugin's own call (`call.execute`) with the
 client's environment, stdin and CNI_NETNS descriptor: the same checks, the same
 deadline (SIGALRM), the same errors.
@@ -15,15 +17,18 @@ It refuses a peer that is not root, reads the request within READ_TIMEOUT and wi
 the plugin's limits, and declines ("do it yourself") a call whose subnet file or data
 directory it does not see as the client does (flanneld in a container without those
 host paths mounted), or whose `ip_forward` step it could not do (off, and /proc/sys
-read-only in flanneld's container). Each call is its own process: a client that stalls or sends
-garbage holds up only its own worker. At most MAX_WORKERS run at once; past that a
-client is told to do the call itself.
+read-only in flanneld's container). A worker serves one call at a time: a client that
+stalls or sends garbage holds up only its own worker. At most MAX_WORKERS exist at once;
+past that a client is told to do the call itself. Between calls a worker puts back what a
+call changes in it (its namespace, the client's descriptors, the signals the call armed,
+the sockets of ADD's announcements);
+a call that ends in an unexpected failure ends its worker instead.
 
-A worker lives as long as its client: when the client's end closes before the call is
-done (the runtime killed the plugin), the worker exits at once, leaving what a killed
-plugin leaves, for the runtime's DEL. The server exits when its parent (flanneld) is
-gone, on SIGTERM, or SIGINT; workers that are running then finish their calls, and the
-spare exits.
+A worker is tied to its client while the call runs: when the client's end closes before
+the answer (the runtime killed the plugin), the worker exits at once, leaving what a
+killed plugin leaves, for the runtime's DEL. The server exits when its parent (flanneld)
+is gone, on SIGTERM, or SIGINT; workers that are running then finish their calls, and
+the waiting ones exit.
 """
 
 from __future__ import annotations
@@ -48,7 +53,10 @@ from .core.netconf import NetConf
 from .io import link, netns
 
 MAX_WORKERS = 64
-SPARE_POLL = 0.005          # seconds between looks for the end of the running calls
+IDLE_WORKERS = 16           # workers kept waiting for a call, at most
+IDLE_SECONDS = 30.0         # then all but one of them exit (each keeps ~3.5 MB of its own)
+CALLS_PER_WORKER = 256      # then it exits: bounds what a worker may accumulate
+READY = b"r"                # a worker to the server: waiting for the next call
 READ_TIMEOUT = 10.0         # seconds a client has to send its whole request
 REQUEST_LIMIT = relay.HEADER + relay.ENV_LIMIT + call.CONFIG_LIMIT + 1
 _CREDENTIALS = struct.Struct("=iII")     # struct ucred: pid, uid, gid
@@ -93,9 +101,8 @@ def _forwarding_settable() -> bool:
     return os.access(link.FORWARDING, os.W_OK)
 
 
-def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
-    """The request's bytes and the descriptors it carried."""
-    fds: list[int] = []
+def _receive(conn: socket.socket, fds: list[int]) -> bytes:
+    """The request's bytes; the descriptors it carried are added to `fds`."""
     deadline = time.monotonic() + READ_TIMEOUT
     conn.settimeout(READ_TIMEOUT)
     data, ancillary, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(12))
@@ -112,16 +119,30 @@ def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
         size += len(data)
         if size > REQUEST_LIMIT:
             raise relay.BadRequest(f"a request of more than {REQUEST_LIMIT} bytes")
-    return b"".join(chunks), fds
+    return b"".join(chunks)
 
 
-def _tie_to_client(conn: socket.socket) -> None:
-    """The worker dies with its client, as the plugin's own process would: a runtime that
-    kills the plugin (its timeout) and then calls DEL must not find the call still going.
-    The kernel signals (SIGIO) when the client's end closes; a call that already answered
-    has nothing left to do either."""
+class _Tie:
+    """The worker dies with its client until it answers, as the plugin's own process would:
+    a runtime that kills the plugin (its timeout) and then calls DEL must not find the call
+    still going. The kernel signals (SIGIO) when the client's end closes."""
+
+    def __init__(self) -> None:
+        self.answering = False
+
+    def answer(self, conn: socket.socket, data: bytes) -> None:
+        """The last thing the call sends; from here the client may go."""
+        self.answering = True
+        conn.settimeout(READ_TIMEOUT)
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)      # the client has its answer: it need not wait
+
+
+def _tie_to_client(conn: socket.socket) -> _Tie:
+    tie = _Tie()
+
     def gone(signum: int, frame: FrameType | None) -> None:
-        if _closed(conn):
+        if not tie.answering and _closed(conn):
             os._exit(1)
     signal.signal(signal.SIGIO, gone)
     fcntl.fcntl(conn.fileno(), fcntl.F_SETOWN, os.getpid())
@@ -129,6 +150,7 @@ def _tie_to_client(conn: socket.socket) -> None:
                 fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
     if _closed(conn):            # it went before the signal was armed
         os._exit(1)
+    return tie
 
 
 def _closed(conn: socket.socket) -> bool:
@@ -138,19 +160,32 @@ def _closed(conn: socket.socket) -> bool:
 
 
 def _work(conn: socket.socket) -> None:
-    """One call, in a forked worker."""
+    """One call, in a worker. What it was given (the client's descriptors) is closed when
+    it returns; an exception leaves the worker unfit for another call."""
+    fds: list[int] = []
+    try:
+        _call(conn, fds)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)         # the call's deadline, if still set
+        signal.signal(signal.SIGIO, signal.SIG_IGN)     # untied: the call is over
+        netns.forget_handed()
+        for fd in fds:
+            os.close(fd)
+
+
+def _call(conn: socket.socket, fds: list[int]) -> None:
     pid, uid, _ = _CREDENTIALS.unpack(
         conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size))
     if uid != 0:
         _log(f"refused a call from pid {pid}, uid {uid}: only root may call")
         return
     try:
-        data, fds = _receive(conn)
+        data = _receive(conn, fds)
         env_bytes, netns_errno, stdin = relay.decode(data)
     except (OSError, relay.BadRequest) as e:
         _log(f"dropped a request from pid {pid}: {e}")
         return
-    _tie_to_client(conn)
+    tie = _tie_to_client(conn)
     if len(fds) < 2:
         _log(f"dropped a request from pid {pid}: no root directory and netns with it")
         return
@@ -159,7 +194,7 @@ def _work(conn: socket.socket) -> None:
         netns.enter(fds[1])      # the node's namespace, as the client's
     except OSError as e:
         _log(f"cannot enter the namespace of pid {pid}: {e.strerror}; it does the call")
-        conn.sendall(relay.YOURSELF)
+        tie.answer(conn, relay.YOURSELF)
         return
     env = {k: os.fsdecode(v) for k, v in env_bytes.items()}
     path = env.get("CNI_NETNS", "")
@@ -171,24 +206,24 @@ def _work(conn: socket.socket) -> None:
                 and _forwarding_settable())
 
     def emit(code: int, text: str) -> None:
-        conn.settimeout(READ_TIMEOUT)
-        conn.sendall(relay.answer(code, text))
-        conn.shutdown(socket.SHUT_WR)      # the client has its answer: it need not wait
-        # for this process's exit (which closes what the call left open)
+        tie.answer(conn, relay.answer(code, text))
 
     try:
         call.execute(env, io.BytesIO(stdin), emit, here)
     except call.Declined:
-        conn.sendall(relay.YOURSELF)
+        tie.answer(conn, relay.YOURSELF)
 
 
 class Server:
     def __init__(self, path: str) -> None:
         self.path = path
         self.parent = os.getppid()
-        self.workers: set[int] = set()
+        self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.workers: set[int] = set()     # every worker's pid, until reaped
         self.stopping = False
-        self.spare: tuple[int, socket.socket] | None = None    # (pid, its socket pair end)
+        # Each worker's end of its socket pair: waiting for a call (since when), or serving.
+        self.idle: list[tuple[int, socket.socket, float]] = []
+        self.busy: dict[socket.socket, int] = {}
         self.sock = self._listen()
 
     def _listen(self) -> socket.socket:
@@ -205,6 +240,7 @@ class Server:
             os.umask(mask)
         os.chmod(self.path, 0o600)
         sock.listen(128)
+        sock.setblocking(False)
         self.inode = os.stat(self.path).st_ino
         return sock
 
@@ -223,65 +259,105 @@ class Server:
     def serve(self) -> None:
         while not self.stopping and os.getppid() == self.parent:
             self._reap()
-            if self.spare is None and not self.workers:
-                self._fork_spare()      # while this process holds no client's socket
-            # While calls run, the spare waits: forked beside a running call, it took the
-            # call's CPU on a small node (bench/README.md). Look again soon for their end;
-            # else every second, to notice a gone parent.
-            self.sock.settimeout(1.0 if self.spare is not None else SPARE_POLL)
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, InterruptedError):
-                continue
-            with conn:
-                if len(self.workers) >= MAX_WORKERS or not self._hand_over(conn):
-                    try:
-                        conn.sendall(relay.YOURSELF)
-                    except OSError:
-                        pass
+            if not self.idle and not self.busy:
+                # The next call's worker, forked while no call runs: forked beside a call,
+                # it took the call's CPU on a small node (bench/README.md).
+                self.idle.append((*self._fork_worker(), time.monotonic()))
+            # Every second at least, to notice a gone parent.
+            readable, _, _ = select.select([self.sock, *self.busy], [], [], 1.0)
+            for ours in readable:
+                if ours is self.sock:
+                    self._accept()
+                else:
+                    self._back(ours)
+            self._retire(time.monotonic() - IDLE_SECONDS)
 
-    def _fork_spare(self) -> None:
-        """Fork the worker of the next call now, so that the call does not wait for the
-        fork: it waits for its connection on a socket pair (and exits when the server
-        closes its end)."""
+    def _retire(self, before: float) -> None:
+        """All but the newest waiting worker exit when they have waited since `before`."""
+        for entry in [e for e in self.idle[:-1] if e[2] < before]:
+            self.idle.remove(entry)
+            entry[1].close()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        with conn:
+            conn.setblocking(True)
+            if not self._hand_over(conn):
+                try:
+                    conn.sendall(relay.YOURSELF)
+                except OSError:
+                    pass
+
+    def _back(self, ours: socket.socket) -> None:
+        """A busy worker said it is ready for another call, or it exited."""
+        pid = self.busy.pop(ours)
+        try:
+            ready = ours.recv(1) == READY
+        except OSError:
+            ready = False
+        if ready and len(self.idle) < IDLE_WORKERS and not self.stopping:
+            self.idle.append((pid, ours, time.monotonic()))
+        else:
+            ours.close()             # it exits, or has
+
+    def _fork_worker(self, holding: socket.socket | None = None) -> tuple[int, socket.socket]:
+        """A new worker, waiting for its first call on a socket pair (it exits when the
+        server closes its end). It closes what it inherits of the server's: the listening
+        socket, the other workers' pairs and `holding`, a connection being handed over."""
         ours, theirs = socket.socketpair(socket.AF_UNIX,
                                          socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            ours.close()
+            for inherited in (ours, self.sock, *self.busy, *(s for _, s, _ in self.idle),
+                              *((holding,) if holding is not None else ())):
+                inherited.close()
             self._be_worker(theirs)
         theirs.close()
-        self.spare = (pid, ours)
+        self.workers.add(pid)
+        return pid, ours
 
     def _hand_over(self, conn: socket.socket) -> bool:
-        """Give `conn` to the spare worker; False when no worker could take it (the spare
-        and one forked for this call both gone)."""
-        for _ in range(2):
-            if self.spare is None:
-                self._fork_spare()      # it holds `conn` too, as its own call's: no harm
-            assert self.spare is not None
-            pid, ours = self.spare
-            self.spare = None
-            self.workers.add(pid)       # reaped as any worker
+        """Give `conn` to a waiting worker, else to one forked for it; False when none could
+        take it (too many workers, or all that were tried gone)."""
+        forked = False
+        while not forked:
+            if self.idle:
+                pid, ours, _ = self.idle.pop()
+            elif len(self.workers) < MAX_WORKERS:
+                pid, ours = self._fork_worker(holding=conn)
+                forked = True
+            else:
+                return False
             try:
                 socket.send_fds(ours, [b"c"], [conn.fileno()])
-                return True
             except OSError:             # it died (killed): another one
-                continue
-            finally:
                 ours.close()
+                continue
+            self.busy[ours] = pid
+            return True
         return False
 
     def _be_worker(self, handoff: socket.socket) -> None:
         code = 0
         try:
-            self.sock.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
-            _, fds, _, _ = socket.recv_fds(handoff, 1, 1)
-            handoff.close()
-            if fds:                  # else the server stopped before a call came
-                _work(socket.socket(fileno=fds[0]))
+            for calls in range(CALLS_PER_WORKER):
+                if calls:
+                    try:
+                        handoff.send(READY)
+                    except OSError:  # the server is gone: no call will come
+                        break
+                _, fds, _, _ = socket.recv_fds(handoff, 1, 1)
+                if not fds:          # the server closed its end
+                    break
+                with socket.socket(fileno=fds[0]) as conn:
+                    _work(conn)
+                netns.enter(self.home)
+                link.drop_kept()
         except BaseException as e:  # noqa: BLE001 - a worker reports and exits, always
             _log(f"a worker failed: {type(e).__name__}: {e}")
             code = 1
@@ -289,8 +365,10 @@ class Server:
             os._exit(code)
 
     def close(self) -> None:
-        if self.spare is not None:
-            self.spare[1].close()    # it exits
+        for _, ours, _ in self.idle:
+            ours.close()             # they exit
+        for ours in self.busy:
+            ours.close()             # they exit once their calls are done
         self.sock.close()
         try:
             if os.stat(self.path).st_ino == self.inode:

@@ -156,8 +156,22 @@ def announce(host: Netlink, host_end: LinkView, pod_fd: int, pod_end: LinkView,
 
 # Closing a packet socket waits for an RCU grace period (about 10 ms measured): the
 # announcement's socket is left for the process's exit to close, after the answer went
-# out (the warm path's worker exits after its reply; see bench/README.md).
+# out, or for `drop_kept` (see bench/README.md).
 _kept: list[_socket.socket] = []
+
+
+def drop_kept() -> None:
+    """Close the announcements' sockets, in a thread that waits for that: for a worker of
+    flanneld's that goes on to another call once it has answered."""
+    kept = _kept[:]
+    _kept.clear()
+    if kept:
+        _thread.start_new_thread(_close_all, (kept,))
+
+
+def _close_all(sockets: list[_socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _wait_forwarding(nl: Netlink, index: int) -> None:

@@ -27,6 +27,11 @@ def hand_over(path: str, fd_or_errno: int) -> None:
     _handed[path] = fd_or_errno
 
 
+def forget_handed() -> None:
+    """In flanneld's worker, once a call is done: the next call's paths are its own."""
+    _handed.clear()
+
+
 def _open(path: str) -> int:
     given = _handed.get(path)
     if given is None:
@@ -78,7 +83,8 @@ def _namespace_kind(fd: int, mode: int) -> str:
 
 
 def enter(fd: int) -> None:
-    """Move this (single-threaded) process into the network namespace `fd` for good."""
+    """Move the calling thread into the network namespace `fd` until it enters another
+    (flanneld's worker: for a call, and back after it)."""
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

@@ -2,8 +2,9 @@
 client), the worker server killed (alone, as when flanneld dies, or with its running
 workers, as when flanneld's container is killed) in the middle of concurrent ADDs. Every
 call answers (success or CNI error JSON), DEL then leaves nothing, and the runtime's
-retry succeeds. A spare worker killed before its call stops nothing. And clients that
-stall or send garbage hold up no one."""
+retry succeeds. A waiting worker killed before its call stops nothing. A worker serves call
+after call and keeps nothing of them. And clients that stall or send garbage hold up no
+one."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab.plugin import cni_path, invoke, plugin_binary
+from tests.support.waiting import wait_for
 
 from .attachments import add, assert_nothing_left, delete
 from .conftest import serving
@@ -150,3 +152,48 @@ def test_a_killed_spare_worker_neither_stops_the_server_nor_fails_the_next_call(
             assert delete(node, namespaces.path(pod), f"after-kill{round_}").code == 0
         assert server.proc.poll() is None            # (its log is checked on exit)
     assert_nothing_left(node, (pod,))
+
+
+def _descriptors(pid: int) -> dict[str, str]:
+    fd_dir = f"/proc/{pid}/fd"
+    out = {}
+    for fd in os.listdir(fd_dir):
+        try:
+            out[fd] = os.readlink(f"{fd_dir}/{fd}")
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def _read_bytes(pid: int) -> int:
+    """What the process has read through read(2) and the like (the call's files)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
+def test_a_worker_serves_call_after_call_and_keeps_nothing_of_them(node, namespaces, tmp_path):
+    pods = [namespaces.make("pfpod") for _ in range(3)]
+    server = serving(plugin_binary(), tmp_path)
+    with server as path:
+        env = {"PYFLANNEL_SOCKET": str(path)}
+        workers = wait_for(lambda: children(server.proc.pid))
+        assert len(workers) == 1, workers                # the one forked ahead
+        worker = workers[0]
+        home = os.readlink(f"/proc/{worker}/ns/net")
+        held, read = _descriptors(worker), _read_bytes(worker)
+        for round_ in range(3):
+            for i, pod in enumerate(pods):
+                out = add(node, namespaces.path(pod), f"reused{round_}-{i}", env=env)
+                assert out.code == 0, out.stdout
+            for i, pod in enumerate(pods):
+                assert delete(node, namespaces.path(pod), f"reused{round_}-{i}").code == 0
+            assert_nothing_left(node, tuple(pods))
+        # The same worker did the calls, back in the server's namespace, holding what it
+        # held before (the calls' descriptors and sockets closed, their threads done).
+        assert children(server.proc.pid) == [worker]
+        assert _read_bytes(worker) > read
+        assert os.readlink(f"/proc/{worker}/ns/net") == home
+        assert wait_for(lambda: _descriptors(worker) == held), (_descriptors(worker), held)
+        assert wait_for(lambda: len(os.listdir(f"/proc/{worker}/task")) == 1)
