@@ -21,8 +21,8 @@ read-only in flanneld's container). A worker serves one call at a time: a client
 stalls or sends garbage holds up only its own worker. At most MAX_WORKERS exist at once;
 past that a client is told to do the call itself. Between calls a worker puts back what a
 call changes in it (its namespace, the client's descriptors, the signals the call armed,
-the sockets of ADD's announcements);
-a call that ends in an unexpected failure ends its worker instead.
+the sockets of ADD's announcements); a call that ends in an unexpected failure ends its
+worker instead.
 
 A worker is tied to its client while the call runs: when the client's end closes before
 the answer (the runtime killed the plugin), the worker exits at once, leaving what a
