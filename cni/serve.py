@@ -4,10 +4,9 @@ flanneld starts this as its child. It loads everything a call needs once (the co
 netlink, the state store), listens on the unix socket PATH (mode 0600: root only) and
 hands each connection to a worker process forked from it: a call costs neither a plugin's
 start-up nor a fork. Workers wait between calls on a socket pair with the server (for the
-connection's descriptor; they say when they are ready again): at most IDLE_WORKERS of
-them, and one once IDLE_SECONDS went by without a call. Each serves at most
-CALLS_PER_WORKER calls. One is forked ahead while none waits and no call runs; a call that
-finds none waiting gets one forked for it.
+connection's descriptor; they say when they are ready again), as many as `core.pool`
+keeps, each for at most `pool.CALLS_PER_WORKER` calls. One is forked ahead while none
+waits and no call runs; a call that finds none waiting gets one forked for it.
 A worker enters the client's network namespace (setns: CAP_SYS_ADMIN, which acting in
 a pod's namespace needs anyway) and runs the plugin's own call (`call.execute`) with the
 client's environment, stdin and CNI_NETNS descriptor: the same checks, the same
@@ -48,14 +47,11 @@ import time
 from types import FrameType
 
 from . import call
-from .core import relay
+from .core import pool, relay
 from .core.netconf import NetConf
 from .io import link, netns
 
 MAX_WORKERS = 64
-IDLE_WORKERS = 16           # workers kept waiting for a call, at most
-IDLE_SECONDS = 30.0         # then all but one of them exit (each keeps ~3.5 MB of its own)
-CALLS_PER_WORKER = 256      # then it exits: bounds what a worker may accumulate
 READY = b"r"                # a worker to the server: waiting for the next call
 READ_TIMEOUT = 10.0         # seconds a client has to send its whole request
 REQUEST_LIMIT = relay.HEADER + relay.ENV_LIMIT + call.CONFIG_LIMIT + 1
@@ -270,13 +266,9 @@ class Server:
                     self._accept()
                 else:
                     self._back(ours)
-            self._retire(time.monotonic() - IDLE_SECONDS)
-
-    def _retire(self, before: float) -> None:
-        """All but the newest waiting worker exit when they have waited since `before`."""
-        for entry in [e for e in self.idle[:-1] if e[2] < before]:
-            self.idle.remove(entry)
-            entry[1].close()
+            for i in reversed(pool.retiring([since for _, _, since in self.idle],
+                                            time.monotonic())):
+                self.idle.pop(i)[1].close()      # it exits
 
     def _accept(self) -> None:
         try:
@@ -298,7 +290,7 @@ class Server:
             ready = ours.recv(1) == READY
         except OSError:
             ready = False
-        if ready and len(self.idle) < IDLE_WORKERS and not self.stopping:
+        if ready and pool.keeps_waiting(len(self.idle), self.stopping):
             self.idle.append((pid, ours, time.monotonic()))
         else:
             ours.close()             # it exits, or has
@@ -345,7 +337,7 @@ class Server:
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
-            for calls in range(CALLS_PER_WORKER):
+            for calls in range(pool.CALLS_PER_WORKER):
                 if calls:
                     try:
                         handoff.send(READY)
