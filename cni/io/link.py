@@ -166,7 +166,10 @@ def drop_kept() -> None:
     kept = _kept[:]
     _kept.clear()
     if kept:
-        _thread.start_new_thread(_close_all, (kept,))
+        try:
+            _thread.start_new_thread(_close_all, (kept,))
+        except RuntimeError:         # no thread to be had: wait here
+            _close_all(kept)
 
 
 def _close_all(sockets: list[_socket.socket]) -> None:
@@ -250,7 +253,11 @@ def _delete(nl: Netlink, found: LinkView) -> bool:
             sock.close()
 
     with kernel(f"delete {found.name}"):
-        _thread.start_new_thread(request, (Netlink(),))
+        sock = Netlink()
+        try:
+            _thread.start_new_thread(request, (sock,))
+        except RuntimeError:         # no thread to be had: wait for the kernel here
+            request(sock)
         pause = 0.0002
         while not outcome:
             if _get(nl, index=found.index) is None:
