@@ -32,6 +32,18 @@ EXECUTABLES = ("venv",)      # the server is started here, by each test
 PODS = 8
 
 
+def add_and_delete_all(node, namespaces, pods: list[str], prefix: str,
+                       env: dict[str, str]) -> None:
+    """ADD container `prefix<i>` in each pod, then DEL each: every call succeeds and nothing
+    is left."""
+    for i, pod in enumerate(pods):
+        out = add(node, namespaces.path(pod), f"{prefix}{i}", env=env)
+        assert out.code == 0, out.stdout
+    for i, pod in enumerate(pods):
+        assert delete(node, namespaces.path(pod), f"{prefix}{i}").code == 0
+    assert_nothing_left(node, tuple(pods))
+
+
 def relayed_env(socket: str, cid: str, pod_path: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": pod_path,
@@ -91,12 +103,7 @@ def test_killing_the_worker_server_mid_adds_leaves_nothing_and_retries_succeed(
     for i, p in enumerate(pods):     # the runtime's DEL, then its retry (now cold)
         assert delete(node, namespaces.path(p), f"pod{i}").code == 0
     assert_nothing_left(node, tuple(pods))
-    for i, p in enumerate(pods):
-        retry = add(node, namespaces.path(p), f"pod{i}", env=env)
-        assert retry.code == 0, retry.stdout
-    for i, p in enumerate(pods):
-        assert delete(node, namespaces.path(p), f"pod{i}").code == 0
-    assert_nothing_left(node, tuple(pods))
+    add_and_delete_all(node, namespaces, pods, "pod", env)
     assert invoke("VERSION", "{}", node=None).code == 0
 
 
@@ -184,12 +191,7 @@ def test_a_worker_serves_call_after_call_and_keeps_nothing_of_them(node, namespa
         home = os.readlink(f"/proc/{worker}/ns/net")
         held, read = _descriptors(worker), _read_bytes(worker)
         for round_ in range(3):
-            for i, pod in enumerate(pods):
-                out = add(node, namespaces.path(pod), f"reused{round_}-{i}", env=env)
-                assert out.code == 0, out.stdout
-            for i, pod in enumerate(pods):
-                assert delete(node, namespaces.path(pod), f"reused{round_}-{i}").code == 0
-            assert_nothing_left(node, tuple(pods))
+            add_and_delete_all(node, namespaces, pods, f"reused{round_}-", env)
         # The same worker did the calls, back in the server's namespace, holding what it
         # held before (the calls' descriptors and sockets closed, their threads done).
         assert children(server.proc.pid) == [worker]
